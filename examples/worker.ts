@@ -1,0 +1,44 @@
+/**
+ * The example worker: `npm start`. One root runtime holds the process-scoped layers; the worker
+ * runs every job in its own scope with the job-scoped layers; a small producer enqueues work so
+ * there is something to watch. Stop it with Ctrl-C or SIGTERM: in-flight jobs are drained.
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer, Schedule } from "effect"
+import { JobClient, JobStore, Worker } from "conveyor"
+import { ProcessLive, WorkspaceSettings } from "./infrastructure.js"
+import { BuildReport, handlers, ResizeImage, SendWelcomeEmail } from "./jobs.js"
+
+const StoreLive = JobClient.layer.pipe(Layer.provideMerge(JobStore.layerMemory))
+
+const WorkerLive = Worker.layer({ handlers, jobLayer: WorkspaceSettings.layer, concurrency: 4 })
+
+/** Enqueues a little of everything every few seconds. */
+const ProducerLive = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const client = yield* JobClient
+    let n = 0
+    const produce = Effect.gen(function*() {
+      n++
+      const workspace = `ws-${n % 3}`
+      yield* client.enqueue(SendWelcomeEmail, { to: `user${n}@example.com`, name: `User ${n}` }, { tenantId: workspace })
+      yield* client.enqueue(ResizeImage, { url: `https://example.com/${n}.png`, bytes: n % 4 === 0 ? 20_000_000 : 50_000 }, {
+        tenantId: workspace
+      })
+      yield* client.enqueue(BuildReport, { month: "2026-11" })
+    })
+    yield* produce.pipe(
+      Effect.catchAllCause(Effect.logWarning),
+      Effect.repeat(Schedule.spaced("3 seconds")),
+      Effect.annotateLogs({ module: "Producer" }),
+      Effect.forkScoped
+    )
+  })
+)
+
+const MainLive = Layer.mergeAll(WorkerLive, ProducerLive).pipe(
+  Layer.provide(ProcessLive),
+  Layer.provide(StoreLive)
+)
+
+Layer.launch(MainLive).pipe(Effect.annotateLogs({ service: "conveyor-example-worker" }), NodeRuntime.runMain)

@@ -1,0 +1,149 @@
+/**
+ * The enqueue client: typed by the job definition, it encodes and validates the payload with
+ * the job's Schema before anything is stored, so bad input fails fast and nothing half-written
+ * is left behind.
+ */
+import { Clock, Context, DateTime, Duration, Effect, Layer, Option, ParseResult, Schema } from "effect"
+import {
+  InvalidName,
+  InvalidPayload,
+  JobNotFound,
+  PayloadTooLarge,
+  type StoreError
+} from "./Errors.js"
+import type { AnyJob, AnySchema, Job } from "./Job.js"
+import { JobStore, type JobInsert, type JobRecord, type Trigger } from "./JobStore.js"
+import { validateName } from "./internal/names.js"
+
+export interface EnqueueOptions {
+  /** Run at this time (or later). */
+  readonly runAt?: DateTime.DateTime | Date
+  /** Run after this delay; ignored when `runAt` is given. */
+  readonly delay?: Duration.DurationInput
+  /** Lower runs first; defaults to the job's priority. */
+  readonly priority?: number
+  /** Deduplication: while a job with this key is not finished, enqueueing again returns it. */
+  readonly uniqueKey?: string
+  readonly tenantId?: string
+  readonly metadata?: Readonly<Record<string, unknown>>
+  /** `"queue"` by default; `"manual"` for operator actions. */
+  readonly trigger?: Trigger
+  readonly maxAttempts?: number
+  /** Overrides the job's queue. */
+  readonly queue?: string
+}
+
+export interface Enqueued {
+  readonly id: string
+  /** False when a live job with the same unique key already existed; `id` is that job. */
+  readonly inserted: boolean
+}
+
+export type EnqueueError = InvalidPayload | PayloadTooLarge | InvalidName | StoreError
+
+export interface JobClientShape {
+  /** Enqueue one job; returns its id (the existing job's id when the unique key is live). */
+  readonly enqueue: <P extends AnySchema>(
+    job: Job<P, any, any>,
+    payload: Schema.Schema.Type<P>,
+    options?: EnqueueOptions
+  ) => Effect.Effect<string, EnqueueError>
+  /** Enqueue many jobs of one definition in one store round trip. Validates all before storing any. */
+  readonly enqueueMany: <P extends AnySchema>(
+    job: Job<P, any, any>,
+    items: ReadonlyArray<{ readonly payload: Schema.Schema.Type<P>; readonly options?: EnqueueOptions }>
+  ) => Effect.Effect<ReadonlyArray<Enqueued>, EnqueueError>
+  readonly get: (id: string) => Effect.Effect<JobRecord, JobNotFound | StoreError>
+  readonly cancel: (id: string) => Effect.Effect<JobRecord, JobNotFound | StoreError>
+  readonly retry: (id: string) => Effect.Effect<JobRecord, JobNotFound | StoreError>
+}
+
+export interface JobClientOptions {
+  /** Largest accepted payload, as UTF-8 JSON. Default 1 MiB. */
+  readonly maxPayloadBytes?: number
+}
+
+const encodeJson = (job: AnyJob, value: unknown) =>
+  Schema.encode(job.payload)(value).pipe(
+    Effect.mapError((error) =>
+      new InvalidPayload({ job: job.name, message: ParseResult.TreeFormatter.formatErrorSync(error) })
+    ),
+    Effect.map((encoded) => JSON.stringify(encoded))
+  )
+
+export const make = (options: JobClientOptions = {}) =>
+  Effect.gen(function*() {
+    const store = yield* JobStore
+    const maxPayloadBytes = options.maxPayloadBytes ?? 1024 * 1024
+
+    const toInsert = (job: AnyJob, payload: unknown, opts: EnqueueOptions, now: number) =>
+      Effect.gen(function*() {
+        const queue = yield* validateName("queue", opts.queue ?? job.queue)
+        const json = yield* encodeJson(job, payload)
+        const bytes = Buffer.byteLength(json, "utf8")
+        if (bytes > maxPayloadBytes) {
+          return yield* new PayloadTooLarge({ job: job.name, bytes, limit: maxPayloadBytes })
+        }
+        const runAt = opts.runAt !== undefined
+          ? DateTime.toEpochMillis(DateTime.unsafeMake(opts.runAt))
+          : opts.delay !== undefined
+          ? now + Duration.toMillis(opts.delay)
+          : now
+        const insert: JobInsert = {
+          name: job.name,
+          queue,
+          payload: json,
+          priority: opts.priority ?? job.priority,
+          maxAttempts: opts.maxAttempts ?? job.maxAttempts,
+          runAt,
+          trigger: opts.trigger ?? "queue",
+          tenantId: opts.tenantId ?? null,
+          metadata: opts.metadata === undefined ? null : JSON.stringify(opts.metadata),
+          uniqueKey: opts.uniqueKey ?? (job.uniqueKey ? `${job.name}:${job.uniqueKey(payload)}` : null)
+        }
+        return insert
+      })
+
+    const enqueueMany: JobClientShape["enqueueMany"] = (job, items) =>
+      Effect.gen(function*() {
+        yield* validateName("job", job.name)
+        const now = yield* Clock.currentTimeMillis
+        const inserts = yield* Effect.forEach(items, (item) => toInsert(job, item.payload, item.options ?? {}, now))
+        return yield* store.insert(inserts)
+      }).pipe(Effect.withSpan("conveyor.enqueue", { attributes: { "conveyor.job.name": job.name } }))
+
+    const enqueue: JobClientShape["enqueue"] = (job, payload, opts) =>
+      Effect.map(enqueueMany(job, [opts === undefined ? { payload } : { payload, options: opts }]), (results) => results[0]!.id)
+
+    const found = (id: string) => (option: Option.Option<JobRecord>) =>
+      Option.match(option, { onNone: () => Effect.fail(new JobNotFound({ id })), onSome: Effect.succeed })
+
+    return {
+      enqueue,
+      enqueueMany,
+      get: (id) => Effect.flatMap(store.get(id), found(id)),
+      cancel: (id) => Effect.flatMap(store.cancel(id), found(id)),
+      retry: (id) => Effect.flatMap(store.retry(id), found(id))
+    } satisfies JobClientShape
+  })
+
+export class JobClient extends Context.Tag("conveyor/JobClient")<JobClient, JobClientShape>() {
+  static readonly layer: Layer.Layer<JobClient, never, JobStore> = Layer.effect(JobClient, make())
+  static readonly layerWith = (options: JobClientOptions): Layer.Layer<JobClient, never, JobStore> =>
+    Layer.effect(JobClient, make(options))
+}
+
+/** Enqueue one job with the `JobClient` in context. */
+export const enqueue = <P extends AnySchema>(
+  job: Job<P, any, any>,
+  payload: Schema.Schema.Type<P>,
+  options?: EnqueueOptions
+): Effect.Effect<string, EnqueueError, JobClient> =>
+  Effect.flatMap(JobClient, (client) => client.enqueue(job, payload, options))
+
+/** Enqueue many jobs of one definition with the `JobClient` in context. */
+export const enqueueMany = <P extends AnySchema>(
+  job: Job<P, any, any>,
+  items: ReadonlyArray<{ readonly payload: Schema.Schema.Type<P>; readonly options?: EnqueueOptions }>
+): Effect.Effect<ReadonlyArray<Enqueued>, EnqueueError, JobClient> =>
+  Effect.flatMap(JobClient, (client) => client.enqueueMany(job, items))

@@ -1,0 +1,42 @@
+/**
+ * The per-job context: who this job is and why it runs. Provided to every handler and to the
+ * job-scoped layers, fresh for each attempt, before anything of the job runs.
+ */
+import { Context, DateTime, Option } from "effect"
+import type { JobRecord, Trigger } from "./JobStore.js"
+
+export interface JobContextShape {
+  readonly id: string
+  readonly name: string
+  readonly queue: string
+  /** 1 on the first run; snoozes and shutdown releases do not spend attempts. */
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly trigger: Trigger
+  /** The tenant or workspace the job belongs to, when it was enqueued with one. */
+  readonly tenantId: Option.Option<string>
+  readonly enqueuedAt: DateTime.Utc
+  /** When the job was due to run (its run-at, or the retry/snooze time). */
+  readonly scheduledAt: DateTime.Utc
+  readonly metadata: Readonly<Record<string, unknown>>
+  /** The worker running this attempt. */
+  readonly workerId: string
+}
+
+export class JobContext extends Context.Tag("conveyor/JobContext")<JobContext, JobContextShape>() {
+  static fromRecord(job: JobRecord, workerId: string): JobContextShape {
+    return {
+      id: job.id,
+      name: job.name,
+      queue: job.queue,
+      attempt: job.attempt,
+      maxAttempts: job.maxAttempts,
+      trigger: job.trigger,
+      tenantId: Option.fromNullable(job.tenantId),
+      enqueuedAt: DateTime.unsafeMake(job.enqueuedAt),
+      scheduledAt: DateTime.unsafeMake(job.runAt),
+      metadata: job.metadata,
+      workerId
+    }
+  }
+}

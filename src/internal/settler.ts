@@ -1,0 +1,36 @@
+/**
+ * Batches settlements: every attempt's outcome goes through one queue, and a single fiber writes
+ * whatever has gathered in one store call. An idle worker writes at once (a batch of one); a busy
+ * one writes many per round trip, so no job waits on a timer and no job costs a commit of its own.
+ */
+import { Deferred, Effect, Queue, Schedule } from "effect"
+import type { StoreError } from "../Errors.js"
+import type { JobStoreShape, Settlement } from "../JobStore.js"
+
+const maxBatch = 500
+
+export const makeSettler = (store: JobStoreShape) =>
+  Effect.gen(function*() {
+    const pending = yield* Queue.unbounded<readonly [Settlement, Deferred.Deferred<boolean, StoreError>]>()
+
+    const flush = Effect.gen(function*() {
+      const batch = yield* Queue.takeBetween(pending, 1, maxBatch)
+      const results = yield* store.settle(Array.from(batch, ([settlement]) => settlement)).pipe(
+        Effect.retry(Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))),
+        Effect.either
+      )
+      let i = 0
+      for (const [, deferred] of batch) {
+        if (results._tag === "Right") yield* Deferred.succeed(deferred, results.right[i++] ?? false)
+        else yield* Deferred.fail(deferred, results.left)
+      }
+    })
+    yield* Effect.forkScoped(Effect.forever(flush))
+
+    /** Write a settlement; resolves with whether it applied (false: the lease was stale). */
+    const submit = (settlement: Settlement): Effect.Effect<boolean, StoreError> =>
+      Effect.flatMap(Deferred.make<boolean, StoreError>(), (deferred) =>
+        Effect.zipRight(Queue.offer(pending, [settlement, deferred]), Deferred.await(deferred)))
+
+    return { submit } as const
+  })

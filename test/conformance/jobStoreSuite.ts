@@ -1,0 +1,322 @@
+/**
+ * The job store conformance suite: one set of behaviours every store must have, run against
+ * each of them. Tests share one store per suite; each uses queues of its own, and time is
+ * TestClock-driven (never slept).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Duration, Effect, Fiber, type Layer, Option, Stream, TestClock } from "effect"
+import { type JobInsert, type JobRecord, JobStore, Settlement } from "conveyor"
+
+/** A fixed, realistic starting time for every test. */
+export const t0 = Date.UTC(2026, 0, 1, 12, 0, 0)
+
+let queueCounter = 0
+/** A queue name no other test uses. */
+export const freshQueue = (label: string) => `${label}-${process.pid}-${Date.now().toString(36)}-${queueCounter++}`
+
+export const insertOf = (queue: string, overrides: Partial<JobInsert> = {}): JobInsert => ({
+  name: "job",
+  queue,
+  payload: JSON.stringify({ n: 1 }),
+  priority: 0,
+  maxAttempts: 3,
+  runAt: t0,
+  trigger: "queue",
+  tenantId: null,
+  metadata: null,
+  uniqueKey: null,
+  ...overrides
+})
+
+const lease = { leaseDuration: Duration.seconds(30) }
+const leaseOf = (job: JobRecord) => ({ id: job.id, token: job.leaseToken })
+
+export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, unknown>) =>
+  describe(`JobStore conformance: ${name}`, () => {
+    it.layer(storeLayer, { timeout: 60_000 })((it) => {
+      const setup = Effect.gen(function*() {
+        yield* TestClock.setTime(t0)
+        return yield* JobStore
+      })
+      const claimAll = (store: JobStore["Type"], queue: string, limit = 100) =>
+        Effect.map(store.claim({ workerId: "w1", queues: [{ queue, limit }], ...lease }), (result) => result.jobs)
+      const insertOne = (store: JobStore["Type"], job: JobInsert) =>
+        Effect.map(store.insert([job]), (results) => results[0]!.id)
+      const get = (store: JobStore["Type"], id: string) => Effect.map(store.get(id), Option.getOrThrow)
+
+      it.effect("stores an inserted job as available, or scheduled when its run-at is ahead", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("insert")
+          const [now, later] = yield* store.insert([
+            insertOf(queue, { tenantId: "ws-1", metadata: JSON.stringify({ source: "test" }) }),
+            insertOf(queue, { runAt: t0 + 60_000 })
+          ])
+          expect(now!.inserted).toBe(true)
+          const job = yield* get(store, now!.id)
+          expect(job).toMatchObject({
+            name: "job",
+            queue,
+            state: "available",
+            attempt: 0,
+            maxAttempts: 3,
+            trigger: "queue",
+            tenantId: "ws-1",
+            metadata: { source: "test" },
+            enqueuedAt: t0,
+            runAt: t0,
+            errors: []
+          })
+          expect(JSON.parse(job.payload)).toEqual({ n: 1 })
+          expect((yield* get(store, later!.id)).state).toBe("scheduled")
+          expect(yield* store.get("999999999")).toEqual(Option.none())
+        }))
+
+      it.effect("claims by priority, then run-at, then insertion order, up to the limit", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("order")
+          const ids = yield* Effect.forEach(
+            [
+              { priority: 5, runAt: t0 - 1000 },
+              { priority: 0, runAt: t0 - 1000 },
+              { priority: 0, runAt: t0 - 5000 },
+              { priority: 0, runAt: t0 - 5000 },
+              { priority: -1, runAt: t0 + 1000 }
+            ],
+            (o) => insertOne(store, insertOf(queue, o))
+          )
+          const first = yield* claimAll(store, queue, 3)
+          expect(first.map((job) => job.id)).toEqual([ids[2], ids[3], ids[1]])
+          expect(first.every((job) => job.state === "running" && job.attempt === 1 && job.workerId === "w1")).toBe(true)
+          expect(first[0]!.leaseExpiresAt).toBe(t0 + 30_000)
+          const rest = yield* claimAll(store, queue)
+          expect(rest.map((job) => job.id)).toEqual([ids[0]])
+          const short = yield* store.claim({ workerId: "w1", queues: [{ queue, limit: 10 }], ...lease })
+          expect(short).toEqual({ jobs: [], nextRunAt: t0 + 1000 })
+          yield* TestClock.adjust("1 second")
+          expect((yield* claimAll(store, queue)).map((job) => job.id)).toEqual([ids[4]])
+        }))
+
+      it.effect("claims only from the queues asked for", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const a = freshQueue("qa")
+          const b = freshQueue("qb")
+          yield* store.insert([insertOf(a), insertOf(b), insertOf(b)])
+          const claimed = yield* store.claim({ workerId: "w1", queues: [{ queue: b, limit: 1 }, { queue: a, limit: 0 }], ...lease })
+          expect(claimed.jobs.map((job) => job.queue)).toEqual([b])
+        }))
+
+      it.effect("gives each job to one claimer only, however many claim at once", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("exclusive")
+          yield* store.insert(Array.from({ length: 200 }, () => insertOf(queue)))
+          const batches = yield* Effect.all(
+            Array.from({ length: 8 }, (_, i) =>
+              store.claim({ workerId: `w${i}`, queues: [{ queue, limit: 40 }], ...lease })),
+            { concurrency: "unbounded" }
+          )
+          const ids = batches.flatMap((batch) => batch.jobs).map((job) => job.id)
+          expect(ids.length).toBe(200)
+          expect(new Set(ids).size).toBe(200)
+        }))
+
+      it.effect("completes a job once; a stale fencing token is rejected", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("complete")
+          const id = yield* insertOne(store, insertOf(queue))
+          const [job] = yield* claimAll(store, queue)
+          yield* TestClock.adjust("5 seconds")
+          expect(yield* store.settle([Settlement.Complete({ ...leaseOf(job!), result: "42" })])).toEqual([true])
+          const done = yield* get(store, id)
+          expect(done).toMatchObject({ state: "completed", finishedAt: t0 + 5000, result: "42", leaseExpiresAt: null })
+          expect(yield* store.settle([Settlement.Complete({ ...leaseOf(job!), result: null })])).toEqual([false])
+        }))
+
+      it.effect("a worker that lost its lease cannot settle, nor extend it", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("fencing")
+          const id = yield* insertOne(store, insertOf(queue))
+          const [stale] = yield* claimAll(store, queue)
+          yield* TestClock.adjust("31 seconds")
+          const rescued = yield* store.rescue
+          expect(rescued.retried).toContain(id)
+          const [fresh] = yield* claimAll(store, queue)
+          expect(fresh!.leaseToken).not.toBe(stale!.leaseToken)
+          expect(fresh!.attempt).toBe(2)
+          const beat = yield* store.heartbeat([leaseOf(stale!), leaseOf(fresh!)], Duration.seconds(30))
+          expect(beat.lost).toEqual([id])
+          expect(yield* store.settle([
+            Settlement.Complete({ ...leaseOf(stale!), result: null }),
+            Settlement.Complete({ ...leaseOf(fresh!), result: null })
+          ])).toEqual([false, true])
+        }))
+
+      it.effect("retries: retryable until its run-at, with the error kept; then claimable again", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("retry")
+          const id = yield* insertOne(store, insertOf(queue))
+          const [job] = yield* claimAll(store, queue)
+          const error = { attempt: 1, at: t0, kind: "failure" as const, message: "boom", error: { code: 7 } }
+          expect(yield* store.settle([Settlement.Retry({ ...leaseOf(job!), runAt: t0 + 10_000, error })])).toEqual([true])
+          const waiting = yield* get(store, id)
+          expect(waiting).toMatchObject({ state: "retryable", runAt: t0 + 10_000, attempt: 1 })
+          expect(waiting.errors).toEqual([error])
+          expect(yield* claimAll(store, queue)).toEqual([])
+          yield* TestClock.adjust("10 seconds")
+          const [again] = yield* claimAll(store, queue)
+          expect(again).toMatchObject({ id, attempt: 2, state: "running" })
+        }))
+
+      it.effect("discards, cancels, snoozes and releases", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("outcomes")
+          const ids = yield* Effect.forEach([1, 2, 3, 4], () => insertOne(store, insertOf(queue)))
+          const claimed = yield* claimAll(store, queue)
+          const byId = new Map(claimed.map((job) => [job.id, job]))
+          const l = (i: number) => leaseOf(byId.get(ids[i]!)!)
+          const error = { attempt: 1, at: t0, kind: "invalid-payload" as const, message: "bad" }
+          expect(yield* store.settle([
+            Settlement.Discard({ ...l(0), error }),
+            Settlement.Cancel({ ...l(1), reason: "not needed" }),
+            Settlement.Snooze({ ...l(2), runAt: t0 + 60_000 }),
+            Settlement.Release(l(3))
+          ])).toEqual([true, true, true, true])
+          const [discarded, cancelled, snoozed, released] = yield* Effect.forEach(ids, (id) => get(store, id))
+          expect(discarded).toMatchObject({ state: "discarded", errors: [error] })
+          expect(discarded!.finishedAt).toBe(t0)
+          expect(cancelled!.state).toBe("cancelled")
+          expect(snoozed).toMatchObject({ state: "scheduled", attempt: 0, runAt: t0 + 60_000 })
+          expect(released).toMatchObject({ state: "available", attempt: 0 })
+          expect((yield* claimAll(store, queue)).map((job) => job.id)).toEqual([ids[3]])
+        }))
+
+      it.effect("heartbeats extend leases and report cancellation requests", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("heartbeat")
+          const [a, b] = yield* store.insert([insertOf(queue), insertOf(queue)])
+          const claimed = yield* claimAll(store, queue)
+          yield* TestClock.adjust("20 seconds")
+          yield* store.cancel(b!.id)
+          const beat = yield* store.heartbeat(claimed.map(leaseOf), Duration.seconds(30))
+          expect(beat).toEqual({ lost: [], cancelRequested: [b!.id] })
+          expect((yield* get(store, a!.id)).leaseExpiresAt).toBe(t0 + 50_000)
+          yield* TestClock.adjust("20 seconds")
+          const rescued = yield* store.rescue
+          expect(rescued.retried).not.toContain(a!.id)
+          expect((yield* get(store, a!.id)).state).toBe("running")
+        }))
+
+      it.effect("rescues expired leases: retryable with attempts left, discarded without", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("rescue")
+          const [once, twice] = yield* store.insert([insertOf(queue, { maxAttempts: 1 }), insertOf(queue, { maxAttempts: 2 })])
+          yield* claimAll(store, queue)
+          yield* TestClock.adjust("29 seconds")
+          const early = yield* store.rescue
+          expect(early.retried).not.toContain(twice!.id)
+          yield* TestClock.adjust("2 seconds")
+          const rescued = yield* store.rescue
+          expect(rescued.discarded).toContain(once!.id)
+          expect(rescued.retried).toContain(twice!.id)
+          const discarded = yield* get(store, once!.id)
+          expect(discarded.state).toBe("discarded")
+          expect(discarded.errors.map((e) => e.kind)).toEqual(["lease-expired"])
+          expect(yield* get(store, twice!.id)).toMatchObject({ state: "retryable", workerId: null })
+        }))
+
+      it.effect("deduplicates on a live unique key, and frees the key once the job is finished", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("unique")
+          const key = `${queue}:report`
+          const [first, second, other] = yield* store.insert([
+            insertOf(queue, { uniqueKey: key }),
+            insertOf(queue, { uniqueKey: key }),
+            insertOf(queue, { uniqueKey: `${key}-other` })
+          ])
+          expect(first!.inserted).toBe(true)
+          expect(second).toEqual({ id: first!.id, inserted: false })
+          expect(other!.inserted).toBe(true)
+          const [again] = yield* store.insert([insertOf(queue, { uniqueKey: key })])
+          expect(again).toEqual({ id: first!.id, inserted: false })
+          const claimed = yield* claimAll(store, queue)
+          yield* store.settle(claimed.map((job) => Settlement.Complete({ ...leaseOf(job), result: null })))
+          const [fresh] = yield* store.insert([insertOf(queue, { uniqueKey: key })])
+          expect(fresh!.inserted).toBe(true)
+          expect(fresh!.id).not.toBe(first!.id)
+        }))
+
+      it.scoped("cancels a waiting job at once, flags a running one, leaves a finished one", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("cancel")
+          const cancellations = yield* store.subscribeCancellations
+          const cancelled = yield* Effect.fork(Stream.runCollect(Stream.take(cancellations, 1)))
+          const waiting = yield* insertOne(store, insertOf(queue, { runAt: t0 + 60_000 }))
+          const running = yield* insertOne(store, insertOf(queue))
+          yield* claimAll(store, queue)
+          expect(Option.getOrThrow(yield* store.cancel(waiting)).state).toBe("cancelled")
+          const flagged = Option.getOrThrow(yield* store.cancel(running))
+          expect(flagged).toMatchObject({ state: "running", cancelRequested: true })
+          expect(Chunk.toReadonlyArray(yield* Fiber.join(cancelled))).toEqual([running])
+          expect(yield* store.cancel("424242424")).toEqual(Option.none())
+          expect((yield* get(store, waiting)).state).toBe("cancelled")
+        }))
+
+      it.effect("retries a discarded or cancelled job on request", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("manual-retry")
+          const id = yield* insertOne(store, insertOf(queue, { maxAttempts: 1 }))
+          const [job] = yield* claimAll(store, queue)
+          yield* store.settle([
+            Settlement.Discard({ ...leaseOf(job!), error: { attempt: 1, at: t0, kind: "failure", message: "x" } })
+          ])
+          const retried = Option.getOrThrow(yield* store.retry(id))
+          expect(retried).toMatchObject({ state: "available", maxAttempts: 2, finishedAt: null })
+          const [again] = yield* claimAll(store, queue)
+          expect(again).toMatchObject({ id, attempt: 2 })
+        }))
+
+      it.effect("lists newest first with filters, and counts by queue and state", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("list")
+          const [a, b, c] = yield* store.insert([
+            insertOf(queue, { name: "alpha" }),
+            insertOf(queue, { name: "beta" }),
+            insertOf(queue, { name: "alpha", runAt: t0 + 1000 })
+          ])
+          expect((yield* store.list({ queue })).map((job) => job.id)).toEqual([c!.id, b!.id, a!.id])
+          expect((yield* store.list({ queue, name: "alpha" })).map((job) => job.id)).toEqual([c!.id, a!.id])
+          expect((yield* store.list({ queue, state: "scheduled" })).map((job) => job.id)).toEqual([c!.id])
+          expect((yield* store.list({ queue, limit: 1, offset: 1 })).map((job) => job.id)).toEqual([b!.id])
+          const counts = (yield* store.counts).filter((row) => row.queue === queue)
+          expect(counts.sort((x, y) => x.state.localeCompare(y.state))).toEqual([
+            { queue, state: "available", count: 2 },
+            { queue, state: "scheduled", count: 1 }
+          ])
+        }))
+
+      it.scoped("announces new work on the wake-up stream", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("wake")
+          const wakeups = yield* store.subscribeWakeups
+          const woken = yield* Effect.fork(
+            wakeups.pipe(Stream.filter((q) => q === queue), Stream.take(1), Stream.runCollect)
+          )
+          yield* store.insert([insertOf(queue)])
+          expect(Chunk.toReadonlyArray(yield* Fiber.join(woken))).toEqual([queue])
+        }))
+    })
+  })

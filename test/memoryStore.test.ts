@@ -1,0 +1,4 @@
+import { JobStore } from "conveyor"
+import { jobStoreSuite } from "./conformance/jobStoreSuite.js"
+
+jobStoreSuite("memory", JobStore.layerMemory)

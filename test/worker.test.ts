@@ -1,0 +1,418 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Deferred, type Duration, Effect, Exit, Fiber, Layer, Option, Ref, Schedule, Schema, Scope, TestClock } from "effect"
+import { cancel, Job, JobClient, JobContext, JobStore, snooze, Worker } from "conveyor"
+import * as Testing from "conveyor/testing"
+import { finishedJobs, start } from "./helpers.js"
+
+class Boom extends Schema.TaggedError<Boom>()("Boom", { reason: Schema.String }) {}
+
+const Task = Job.make({
+  name: "task",
+  payload: Schema.Struct({ n: Schema.Number }),
+  error: Boom,
+  maxAttempts: 1,
+  timeout: "10 seconds"
+})
+
+/** Advance the TestClock in steps until `fiber` is done. */
+const driveUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>, step: Duration.DurationInput = "1 second", maxSteps = 600) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < maxSteps; i++) {
+      const done = yield* Fiber.poll(fiber)
+      if (Option.isSome(done)) return yield* Fiber.join(fiber)
+      yield* TestClock.adjust(step)
+    }
+    return yield* Effect.dieMessage("fiber did not finish")
+  })
+
+describe("Worker", () => {
+  it.scoped("follows the pattern's lifecycle: process scope, subscription, job scope, context, handler, release", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      class Database extends Context.Tag("Database")<Database, { readonly name: string }>() {}
+      class WorkspaceClient extends Context.Tag("WorkspaceClient")<WorkspaceClient, { readonly jobId: string }>() {}
+      const DatabaseLive = Layer.scoped(
+        Database,
+        Effect.acquireRelease(Effect.sync(() => (log.push("1 process scope built"), { name: "db" })), () =>
+          Effect.sync(() => log.push("process scope released")))
+      )
+      const WorkspaceClientLive = Layer.scoped(
+        WorkspaceClient,
+        Effect.gen(function*() {
+          const ctx = yield* JobContext
+          log.push(`3 job scope opened for ${ctx.name}`)
+          log.push(`4 context populated: attempt ${ctx.attempt}, trigger ${ctx.trigger}`)
+          yield* Effect.addFinalizer(() => Effect.sync(() => log.push("6 job scope released")))
+          return { jobId: ctx.id }
+        })
+      )
+      const handler = Task.handler(() =>
+        Effect.gen(function*() {
+          const db = yield* Database
+          const client = yield* WorkspaceClient
+          const ctx = yield* JobContext
+          log.push(`5 handler ran with ${db.name} and the client of job ${client.jobId === ctx.id ? "itself" : "another"}`)
+        })
+      )
+      const processScope = yield* Scope.make()
+      const workerLayer = Worker.layer({ handlers: [handler], jobLayer: WorkspaceClientLive }).pipe(
+        Layer.provide(DatabaseLive)
+      )
+      const worker = yield* Layer.buildWithScope(workerLayer, processScope).pipe(Effect.map(Context.get(Worker.Worker)))
+      log.push("2 worker subscribed")
+      const done = yield* finishedJobs(worker, 1)
+      yield* JobClient.pipe(Effect.flatMap((client) => client.enqueue(Task, { n: 1 })))
+      yield* done
+      yield* Scope.close(processScope, Exit.void)
+      expect(log).toEqual([
+        "1 process scope built",
+        "2 worker subscribed",
+        "3 job scope opened for task",
+        "4 context populated: attempt 1, trigger queue",
+        "5 handler ran with db and the client of job itself",
+        "6 job scope released",
+        "process scope released"
+      ])
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("releases job-scoped resources on success, failure, defect, timeout and cancellation", () =>
+    Effect.gen(function*() {
+      const released = new Map<number, Array<string>>()
+      class Resource extends Context.Tag("Resource")<Resource, { readonly n: number }>() {}
+      const ResourceLive = Layer.scoped(
+        Resource,
+        Effect.gen(function*() {
+          const ctx = yield* JobContext
+          const { n } = JSON.parse(JSON.stringify(ctx.metadata)) as { n: number }
+          yield* Effect.addFinalizer(() => Effect.sync(() => released.set(n, [...(released.get(n) ?? []), "layer"])))
+          return { n }
+        })
+      )
+      const started = yield* Deferred.make<void>()
+      const handler = Task.handler(({ n }) =>
+        Effect.gen(function*() {
+          yield* Effect.addFinalizer(() => Effect.sync(() => released.set(n, [...(released.get(n) ?? []), "handler"])))
+          const resource = yield* Resource
+          expect(resource.n).toBe(n)
+          switch (n) {
+            case 1:
+              return
+            case 2:
+              return yield* new Boom({ reason: "typed" })
+            case 3:
+              return yield* Effect.die("defect")
+            case 4:
+              return yield* Effect.never
+            default:
+              yield* Deferred.succeed(started, undefined)
+              return yield* Effect.never
+          }
+        })
+      )
+      const worker = yield* start(Worker.layer({ handlers: [handler], jobLayer: ResourceLive }))
+      const done = yield* finishedJobs(worker, 5)
+      const client = yield* JobClient
+      const ids = yield* Effect.forEach([1, 2, 3, 4, 5], (n) => client.enqueue(Task, { n }, { metadata: { n } }))
+      yield* Deferred.await(started)
+      yield* client.cancel(ids[4]!)
+      const waiting = yield* Effect.fork(done)
+      const events = yield* driveUntilDone(waiting)
+      const outcome = new Map(events.map((event) => [event.job.id, event.outcome]))
+      expect(ids.map((id) => outcome.get(id))).toEqual(["Complete", "Discard", "Discard", "Discard", "Cancel"])
+      for (const n of [1, 2, 3, 4, 5]) expect(released.get(n)?.sort()).toEqual(["handler", "layer"])
+      const states = yield* Effect.forEach(ids, (id) => Effect.map(Testing.getJob(id), (job) => job.state))
+      expect(states).toEqual(["completed", "discarded", "discarded", "discarded", "cancelled"])
+      const timedOut = yield* Testing.getJob(ids[3]!)
+      expect(timedOut.errors[0]).toMatchObject({ kind: "timeout" })
+      expect(timedOut.errors[0]!.message).toContain("timed out after 10s")
+      const failed = yield* Testing.getJob(ids[1]!)
+      expect(failed.errors[0]).toMatchObject({ kind: "failure", error: { _tag: "Boom", reason: "typed" } })
+      const defect = yield* Testing.getJob(ids[2]!)
+      expect(defect.errors[0]).toMatchObject({ kind: "defect" })
+      expect(defect.errors[0]!.message).toContain("defect")
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("never shares a job-scoped instance between jobs, even concurrent ones", () =>
+    Effect.gen(function*() {
+      let built = 0
+      const releasedInstances: Array<number> = []
+      class Counter extends Context.Tag("Counter")<Counter, { readonly instance: number; count: number }>() {}
+      const CounterLive = Layer.scoped(
+        Counter,
+        Effect.acquireRelease(Effect.sync(() => ({ instance: ++built, count: 0 })), (counter) =>
+          Effect.sync(() => releasedInstances.push(counter.instance)))
+      )
+      const seen: Array<{ instance: number; count: number }> = []
+      const handler = Task.handler(() =>
+        Effect.gen(function*() {
+          const counter = yield* Counter
+          counter.count += 1
+          yield* Effect.sleep("1 second")
+          seen.push({ instance: counter.instance, count: counter.count })
+        })
+      )
+      const worker = yield* start(Worker.layer({ handlers: [handler], jobLayer: CounterLive, concurrency: 5 }))
+      const done = yield* finishedJobs(worker, 20)
+      yield* JobClient.pipe(
+        Effect.flatMap((client) => client.enqueueMany(Task, Array.from({ length: 20 }, (_, n) => ({ payload: { n } }))))
+      )
+      yield* driveUntilDone(yield* Effect.fork(done))
+      expect(built).toBe(20)
+      expect(new Set(seen.map((s) => s.instance)).size).toBe(20)
+      expect(seen.every((s) => s.count === 1)).toBe(true)
+      expect(releasedInstances.sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("never runs more jobs at once than the process and queue limits allow", () =>
+    Effect.gen(function*() {
+      const A = Job.make({ name: "in_a", queue: "a", payload: Schema.Number })
+      const B = Job.make({ name: "in_b", queue: "b", payload: Schema.Number })
+      const running = { total: 0, a: 0, b: 0 }
+      const peak = { total: 0, a: 0, b: 0 }
+      const track = (queue: "a" | "b") =>
+        Effect.acquireUseRelease(
+          Effect.sync(() => {
+            running.total++
+            running[queue]++
+            peak.total = Math.max(peak.total, running.total)
+            peak[queue] = Math.max(peak[queue], running[queue])
+          }),
+          () => Effect.sleep("1 second"),
+          () =>
+            Effect.sync(() => {
+              running.total--
+              running[queue]--
+            })
+        )
+      const worker = yield* start(Worker.layer({
+        handlers: [A.handler(() => track("a")), B.handler(() => track("b"))],
+        concurrency: 3,
+        queues: { a: 2, b: 2 }
+      }))
+      const done = yield* finishedJobs(worker, 40)
+      const client = yield* JobClient
+      yield* client.enqueueMany(A, Array.from({ length: 20 }, (_, n) => ({ payload: n })))
+      yield* client.enqueueMany(B, Array.from({ length: 20 }, (_, n) => ({ payload: n })))
+      yield* driveUntilDone(yield* Effect.fork(done), "100 millis")
+      expect(peak).toEqual({ total: 3, a: 2, b: 2 })
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("retries a failing job on its backoff schedule, then discards it", () =>
+    Effect.gen(function*() {
+      const Flaky = Job.make({
+        name: "flaky",
+        payload: Schema.Struct({}),
+        error: Boom,
+        maxAttempts: 3,
+        backoff: Schedule.spaced("10 seconds")
+      })
+      const attempts: Array<{ attempt: number; at: number }> = []
+      const handler = Flaky.handler(() =>
+        Effect.gen(function*() {
+          const ctx = yield* JobContext
+          attempts.push({ attempt: ctx.attempt, at: yield* TestClock.currentTimeMillis })
+          return yield* new Boom({ reason: `attempt ${ctx.attempt}` })
+        })
+      )
+      const worker = yield* start(Worker.layer({ handlers: [handler] }))
+      const done = yield* finishedJobs(worker, 3)
+      const id = yield* JobClient.pipe(Effect.flatMap((client) => client.enqueue(Flaky, {})))
+      const waiting = yield* Effect.fork(done)
+      yield* TestClock.adjust("9 seconds")
+      expect(attempts.map((a) => a.attempt)).toEqual([1])
+      expect((yield* Testing.getJob(id)).state).toBe("retryable")
+      yield* TestClock.adjust("1 second")
+      yield* TestClock.adjust("10 seconds")
+      const events = yield* Fiber.join(waiting)
+      expect(events.map((e) => e.outcome)).toEqual(["Retry", "Retry", "Discard"])
+      expect(attempts.map((a) => a.at - attempts[0]!.at)).toEqual([0, 10_000, 20_000])
+      const job = yield* Testing.getJob(id)
+      expect(job.state).toBe("discarded")
+      expect(job.errors.map((e) => e.error)).toEqual([1, 2, 3].map((n) => ({ _tag: "Boom", reason: `attempt ${n}` })))
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("snoozes without spending an attempt, and cancels for good", () =>
+    Effect.gen(function*() {
+      const Sleepy = Job.make({ name: "sleepy", payload: Schema.Struct({ cancelIt: Schema.Boolean }), maxAttempts: 1 })
+      const runs: Array<number> = []
+      const handler = Sleepy.handler(({ cancelIt }) =>
+        Effect.gen(function*() {
+          const ctx = yield* JobContext
+          runs.push(ctx.attempt)
+          if (cancelIt) return yield* cancel("no longer wanted")
+          if (runs.length === 1) return yield* snooze("1 minute")
+        })
+      )
+      const worker = yield* start(Worker.layer({ handlers: [handler] }))
+      const client = yield* JobClient
+      const first = yield* finishedJobs(worker, 1)
+      const id = yield* client.enqueue(Sleepy, { cancelIt: false })
+      expect((yield* first)[0]!.outcome).toBe("Snooze")
+      expect(yield* Testing.getJob(id)).toMatchObject({ state: "scheduled", attempt: 0 })
+      const second = yield* finishedJobs(worker, 1)
+      yield* TestClock.adjust("1 minute")
+      expect((yield* second)[0]!.outcome).toBe("Complete")
+      expect(runs).toEqual([1, 1])
+      expect(yield* Testing.getJob(id)).toMatchObject({ state: "completed", attempt: 1 })
+
+      const third = yield* finishedJobs(worker, 1)
+      const cancelled = yield* client.enqueue(Sleepy, { cancelIt: true })
+      expect((yield* third)[0]!.outcome).toBe("Cancel")
+      expect(yield* Testing.getJob(cancelled)).toMatchObject({ state: "cancelled" })
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("discards a job whose payload no longer decodes, at once and with a clear message", () =>
+    Effect.gen(function*() {
+      const Strict = Job.make({ name: "strict", payload: Schema.Struct({ email: Schema.String }), maxAttempts: 5 })
+      let ran = false
+      const worker = yield* start(Worker.layer({ handlers: [Strict.handler(() => Effect.sync(() => (ran = true)))] }))
+      const done = yield* finishedJobs(worker, 1)
+      const store = yield* JobStore
+      const [inserted] = yield* store.insert([{
+        name: "strict",
+        queue: "default",
+        payload: JSON.stringify({ mail: "old field name" }),
+        priority: 0,
+        maxAttempts: 5,
+        runAt: 0,
+        trigger: "queue",
+        tenantId: null,
+        metadata: null,
+        uniqueKey: null
+      }])
+      expect((yield* done)[0]!.outcome).toBe("Discard")
+      expect(ran).toBe(false)
+      const job = yield* Testing.getJob(inserted!.id)
+      expect(job).toMatchObject({ state: "discarded", attempt: 1 })
+      expect(job.errors[0]!.kind).toBe("invalid-payload")
+      expect(job.errors[0]!.message).toContain("email")
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("retries a job no handler on this worker knows, for a worker that does", () =>
+    Effect.gen(function*() {
+      const Other = Job.make({ name: "other", payload: Schema.Struct({}) })
+      const worker = yield* start(Worker.layer({ handlers: [Task.handler(() => Effect.void)] }))
+      const done = yield* finishedJobs(worker, 1)
+      const id = yield* JobClient.pipe(Effect.flatMap((client) => client.enqueue(Other, {})))
+      expect((yield* done)[0]!.outcome).toBe("Retry")
+      const job = yield* Testing.getJob(id)
+      expect(job.state).toBe("retryable")
+      expect(job.errors[0]!.kind).toBe("unknown-job")
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("runs due jobs by priority, and delayed jobs at their time", () =>
+    Effect.gen(function*() {
+      const Ordered = Job.make({ name: "ordered", payload: Schema.String })
+      const order: Array<string> = []
+      const client = yield* JobClient
+      yield* client.enqueue(Ordered, "later", { delay: "1 minute", priority: -10 })
+      yield* client.enqueue(Ordered, "low", { priority: 5 })
+      yield* client.enqueue(Ordered, "high", { priority: -1 })
+      yield* client.enqueue(Ordered, "normal")
+      const threeRan = yield* Deferred.make<void>()
+      const worker = yield* start(Worker.layer({
+        handlers: [Ordered.handler((label) =>
+          Effect.suspend(() => {
+            order.push(label)
+            return order.length === 3 ? Deferred.succeed(threeRan, undefined) : Effect.void
+          })
+        )],
+        concurrency: 1,
+        prefetch: 0
+      }))
+      yield* Deferred.await(threeRan)
+      expect(order).toEqual(["high", "normal", "low"])
+      const last = yield* finishedJobs(worker, 1)
+      yield* TestClock.adjust("1 minute")
+      yield* last
+      expect(order).toEqual(["high", "normal", "low", "later"])
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("keeps a long job's lease alive with heartbeats, so it is never rescued", () =>
+    Effect.gen(function*() {
+      const Long = Job.make({ name: "long", payload: Schema.Struct({}) })
+      const worker = yield* start(Worker.layer({
+        handlers: [Long.handler(() => Effect.sleep("3 minutes"))],
+        leaseDuration: "30 seconds",
+        heartbeatInterval: "10 seconds",
+        rescueInterval: "5 seconds"
+      }))
+      const done = yield* finishedJobs(worker, 1)
+      const id = yield* JobClient.pipe(Effect.flatMap((client) => client.enqueue(Long, {})))
+      const events = yield* driveUntilDone(yield* Effect.fork(done))
+      expect(events[0]!.outcome).toBe("Complete")
+      expect(yield* Testing.getJob(id)).toMatchObject({ state: "completed", attempt: 1, errors: [] })
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("lets a process service be swapped for a test layer", () =>
+    Effect.gen(function*() {
+      class Mailer extends Context.Tag("Mailer")<Mailer, { readonly send: (to: string) => Effect.Effect<void> }>() {}
+      const Welcome = Job.make({ name: "welcome", payload: Schema.Struct({ to: Schema.String }) })
+      const WelcomeHandler = Welcome.handler(({ to }) => Effect.flatMap(Mailer, (mailer) => mailer.send(to)))
+      const sent = yield* Ref.make<ReadonlyArray<string>>([])
+      const MailerTest = Layer.succeed(Mailer, { send: (to) => Ref.update(sent, (all) => [...all, to]) })
+      const worker = yield* start(Worker.layer({ handlers: [WelcomeHandler] }).pipe(Layer.provide(MailerTest)))
+      const done = yield* finishedJobs(worker, 2)
+      yield* JobClient.pipe(Effect.flatMap((client) =>
+        client.enqueueMany(Welcome, [{ payload: { to: "ada@example.com" } }, { payload: { to: "alan@example.com" } }])
+      ))
+      yield* done
+      expect([...(yield* Ref.get(sent))].sort()).toEqual(["ada@example.com", "alan@example.com"])
+    }).pipe(Effect.provide(Testing.layer)))
+})
+
+describe("graceful shutdown", () => {
+  const Slow = Job.make({ name: "slow", payload: Schema.Struct({ seconds: Schema.Number }) })
+
+  it.scoped("waits for running jobs to finish within the grace period", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const started = yield* Deferred.make<void>()
+      const handler = Slow.handler(({ seconds }) =>
+        Effect.zipRight(Deferred.succeed(started, undefined), Effect.sleep(`${seconds} seconds`))
+      )
+      yield* Layer.buildWithScope(Worker.layer({ handlers: [handler], shutdownGrace: "25 seconds" }), scope)
+      const id = yield* JobClient.pipe(Effect.flatMap((client) => client.enqueue(Slow, { seconds: 20 })))
+      yield* Deferred.await(started)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* TestClock.adjust("19 seconds")
+      expect(Option.isNone(yield* Fiber.poll(closing))).toBe(true)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
+      expect(yield* Testing.getJob(id)).toMatchObject({ state: "completed", attempt: 1 })
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("interrupts and releases jobs still running when the grace period ends, and returns buffered ones", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      let finalized = 0
+      const started = yield* Deferred.make<void>()
+      const handler = Slow.handler(() =>
+        Effect.gen(function*() {
+          yield* Effect.addFinalizer(() => Effect.sync(() => finalized++))
+          yield* Deferred.succeed(started, undefined)
+          return yield* Effect.never
+        })
+      )
+      const worker = yield* Layer.buildWithScope(
+        Worker.layer({ handlers: [handler], concurrency: 1, prefetch: 5, shutdownGrace: "25 seconds" }),
+        scope
+      ).pipe(Effect.map(Context.get(Worker.Worker)))
+      const client = yield* JobClient
+      const ids = yield* Effect.map(
+        client.enqueueMany(Slow, [1, 2, 3].map((seconds) => ({ payload: { seconds } }))),
+        (results) => results.map((r) => r.id)
+      )
+      yield* Deferred.await(started)
+      expect(yield* worker.held).toBe(3)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* TestClock.adjust("24 seconds")
+      expect(Option.isNone(yield* Fiber.poll(closing))).toBe(true)
+      const buffered = yield* Effect.forEach(ids.slice(1), Testing.getJob)
+      expect(buffered.map((job) => [job.state, job.attempt])).toEqual([["available", 0], ["available", 0]])
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
+      expect(finalized).toBe(1)
+      expect(yield* Testing.getJob(ids[0]!)).toMatchObject({ state: "available", attempt: 0, errors: [] })
+    }).pipe(Effect.provide(Testing.layer)))
+})
