@@ -161,6 +161,21 @@ export interface JobFilter {
   readonly offset?: number
 }
 
+export interface PruneRequest {
+  /** Delete jobs that finished in each of these states before the given epoch milliseconds. */
+  readonly finishedBefore: Partial<Record<"completed" | "cancelled" | "discarded", number>>
+  /** At most this many rows per call, so pruning never holds long locks. */
+  readonly limit: number
+}
+
+export interface CronTick {
+  /** The schedule's name; the store keeps its last enqueued tick. */
+  readonly schedule: string
+  /** The tick time, epoch milliseconds. */
+  readonly tick: number
+  readonly job: JobInsert
+}
+
 export interface QueueCount {
   readonly queue: string
   readonly state: JobState
@@ -176,6 +191,7 @@ export interface JobStoreShape {
   /**
    * Claim due jobs, ordered by priority (lower first), then run-at, then id; each claim moves
    * the job to `running`, spends an attempt, and issues a lease with a new fencing token.
+   * Paused queues are skipped.
    */
   readonly claim: (request: ClaimRequest) => Effect.Effect<ClaimResult, StoreError>
   /** Apply settlements in one batch; returns, in order, whether each one applied (false = stale). */
@@ -198,6 +214,20 @@ export interface JobStoreShape {
   readonly cancel: (id: string) => Effect.Effect<Option.Option<JobRecord>, StoreError>
   /** Make a waiting, failed or finished-unsuccessfully job available now. None when no such job. */
   readonly retry: (id: string) => Effect.Effect<Option.Option<JobRecord>, StoreError>
+  /** Delete finished jobs older than the given ages; returns how many were deleted. */
+  readonly prune: (request: PruneRequest) => Effect.Effect<number, StoreError>
+  /** Pause (or resume) a queue for every worker: nothing is claimed from a paused queue. */
+  readonly setQueuePaused: (queue: string, paused: boolean) => Effect.Effect<void, StoreError>
+  readonly pausedQueues: Effect.Effect<ReadonlyArray<string>, StoreError>
+  /**
+   * Cron: if `tick` is later than the schedule's stored last tick (or it has none), store it as
+   * the last tick and insert the job, atomically. Of many workers enqueueing the same tick, one
+   * wins. Returns the job id when this call enqueued the tick (the job may be a live duplicate
+   * by unique key), none when the tick was already taken.
+   */
+  readonly enqueueCronTick: (tick: CronTick) => Effect.Effect<Option.Option<InsertResult>, StoreError>
+  /** The last enqueued tick of every schedule. */
+  readonly cronLastTicks: Effect.Effect<ReadonlyArray<{ readonly schedule: string; readonly tick: number }>, StoreError>
   /**
    * Subscribe, for the scope, to the names of queues that get new work, so idle workers wake up
    * at once; polling covers anything missed. Listening has begun when this succeeds.

@@ -3,6 +3,8 @@ import type {
   AttemptError,
   ClaimRequest,
   ClaimResult,
+  CronTick,
+  PruneRequest,
   HeartbeatResult,
   InsertResult,
   JobFilter,
@@ -31,6 +33,8 @@ const snapshot = (row: Row): JobRecord => ({ ...row, errors: [...row.errors] })
 export const makeMemoryStore = Effect.gen(function*() {
   const rows = new Map<string, Row>()
   const liveUniqueKeys = new Map<string, string>()
+  const paused = new Set<string>()
+  const lastTicks = new Map<string, number>()
   let nextId = 1
   const wakeups = yield* PubSub.unbounded<string>()
   const cancellations = yield* PubSub.unbounded<string>()
@@ -92,7 +96,7 @@ export const makeMemoryStore = Effect.gen(function*() {
       const leaseMs = Duration.toMillis(request.leaseDuration)
       let nextRunAt: number | null = null
       for (const { limit, queue } of request.queues) {
-        if (limit <= 0) continue
+        if (limit <= 0 || paused.has(queue)) continue
         const waiting = [...rows.values()].filter((row) =>
           row.queue === queue && (row.state === "available" || row.state === "scheduled" || row.state === "retryable")
         )
@@ -259,7 +263,46 @@ export const makeMemoryStore = Effect.gen(function*() {
       return Effect.as(PubSub.publish(wakeups, row.queue), Option.some(snapshot(row)))
     })
 
+  const prune = (request: PruneRequest) =>
+    Effect.sync(() => {
+      let deleted = 0
+      for (const row of rows.values()) {
+        if (deleted >= request.limit) break
+        const before = row.state === "completed" || row.state === "cancelled" || row.state === "discarded"
+          ? request.finishedBefore[row.state]
+          : undefined
+        if (before !== undefined && row.finishedAt !== null && row.finishedAt < before) {
+          rows.delete(row.id)
+          deleted++
+        }
+      }
+      return deleted
+    })
+
+  const setQueuePaused = (queue: string, pause: boolean) =>
+    Effect.suspend(() => {
+      if (!pause) {
+        paused.delete(queue)
+        return PubSub.publish(wakeups, queue)
+      }
+      paused.add(queue)
+      return Effect.void
+    })
+
+  const enqueueCronTick = (tick: CronTick) =>
+    Effect.suspend(() => {
+      const last = lastTicks.get(tick.schedule)
+      if (last !== undefined && last >= tick.tick) return Effect.succeed(Option.none())
+      lastTicks.set(tick.schedule, tick.tick)
+      return Effect.map(insert([tick.job]), (results) => Option.some(results[0]!))
+    })
+
   return {
+    prune,
+    setQueuePaused,
+    pausedQueues: Effect.sync(() => [...paused]),
+    enqueueCronTick,
+    cronLastTicks: Effect.sync(() => [...lastTicks].map(([schedule, tick]) => ({ schedule, tick }))),
     insert,
     claim,
     settle,

@@ -307,6 +307,67 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
           ])
         }))
 
+      it.effect("prunes finished jobs older than their state's age, in batches", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("prune")
+          const ids = (yield* store.insert(Array.from({ length: 5 }, () => insertOf(queue)))).map((r) => r.id)
+          const claimed = yield* claimAll(store, queue)
+          const l = (id: string) => leaseOf(claimed.find((job) => job.id === id)!)
+          const error = { attempt: 1, at: t0, kind: "failure" as const, message: "x" }
+          yield* store.settle([
+            Settlement.Complete({ ...l(ids[0]!), result: null }),
+            Settlement.Complete({ ...l(ids[1]!), result: null }),
+            Settlement.Discard({ ...l(ids[2]!), error })
+          ])
+          yield* TestClock.adjust("1 hour")
+          yield* store.settle([Settlement.Complete({ ...l(ids[3]!), result: null })])
+          const now = t0 + 3_600_000
+          // ids[0..1] completed an hour ago, ids[2] discarded an hour ago, ids[3] completed now, ids[4] running
+          // Pruning is store-wide: other tests' finished jobs may go too, so look at ours.
+          const exists = (id: string) => Effect.map(store.get(id), Option.isSome)
+          expect(yield* store.prune({ finishedBefore: { completed: now - 60_000 }, limit: 1 })).toBe(1)
+          while ((yield* store.prune({ finishedBefore: { completed: now - 60_000 }, limit: 2 })) > 0) {
+            // in batches until nothing is left
+          }
+          expect(yield* Effect.forEach(ids, exists)).toEqual([false, false, true, true, true])
+          expect(yield* store.prune({ finishedBefore: { discarded: now }, limit: 100 })).toBeGreaterThanOrEqual(1)
+          const left = (yield* store.list({ queue })).map((job) => job.id).sort()
+          expect(left).toEqual([ids[3]!, ids[4]!].sort())
+        }))
+
+      it.effect("skips paused queues when claiming, and resumes them", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("paused")
+          yield* store.insert([insertOf(queue)])
+          yield* store.setQueuePaused(queue, true)
+          expect(yield* store.pausedQueues).toContain(queue)
+          expect(yield* claimAll(store, queue)).toEqual([])
+          yield* store.setQueuePaused(queue, false)
+          expect(yield* store.pausedQueues).not.toContain(queue)
+          expect((yield* claimAll(store, queue)).length).toBe(1)
+        }))
+
+      it.effect("enqueues each cron tick once, however many workers race for it", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("cron")
+          const schedule = `${queue}-every-minute`
+          const tick = t0 + 60_000
+          const results = yield* Effect.all(
+            Array.from({ length: 6 }, () => store.enqueueCronTick({ schedule, tick, job: insertOf(queue) })),
+            { concurrency: "unbounded" }
+          )
+          expect(results.filter(Option.isSome).length).toBe(1)
+          expect(yield* store.enqueueCronTick({ schedule, tick: t0, job: insertOf(queue) })).toEqual(Option.none())
+          const next = yield* store.enqueueCronTick({ schedule, tick: tick + 60_000, job: insertOf(queue) })
+          expect(Option.isSome(next)).toBe(true)
+          expect((yield* store.list({ queue })).length).toBe(2)
+          const last = (yield* store.cronLastTicks).find((row) => row.schedule === schedule)
+          expect(last).toEqual({ schedule, tick: tick + 60_000 })
+        }))
+
       it.scoped("announces new work on the wake-up stream", () =>
         Effect.gen(function*() {
           const store = yield* setup
