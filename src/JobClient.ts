@@ -99,7 +99,8 @@ export const make = (options: JobClientOptions = {}) =>
           trigger: opts.trigger ?? "queue",
           tenantId: opts.tenantId ?? null,
           metadata: opts.metadata === undefined ? null : JSON.stringify(opts.metadata),
-          uniqueKey: opts.uniqueKey ?? (job.uniqueKey ? `${job.name}:${job.uniqueKey(payload)}` : null)
+          uniqueKey: opts.uniqueKey ?? (job.uniqueKey ? `${job.name}:${job.uniqueKey(payload)}` : null),
+          traceContext: null
         }
         return insert
       })

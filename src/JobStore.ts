@@ -61,6 +61,8 @@ export interface JobInsert {
   readonly tenantId: string | null
   readonly metadata: string | null
   readonly uniqueKey: string | null
+  /** W3C trace context of the enqueueing span (`traceparent`), for linking the job's spans. */
+  readonly traceContext: string | null
 }
 
 export interface InsertResult {
@@ -85,6 +87,8 @@ export interface JobRecord {
   readonly tenantId: string | null
   readonly metadata: Readonly<Record<string, unknown>>
   readonly uniqueKey: string | null
+  /** W3C trace context of the enqueueing span (`traceparent`), when there was one. */
+  readonly traceContext: string | null
   readonly enqueuedAt: number
   readonly runAt: number
   readonly attemptedAt: number | null

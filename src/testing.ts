@@ -57,6 +57,7 @@ export const runInline = <R, JobOut = never, JobErr = never, JobIn = never>(
       tenantId: options.tenantId ?? null,
       metadata: options.metadata ?? {},
       uniqueKey: null,
+      traceContext: null,
       enqueuedAt: now,
       runAt: now,
       attemptedAt: now,

@@ -278,7 +278,8 @@ describe("Worker", () => {
         trigger: "queue",
         tenantId: null,
         metadata: null,
-        uniqueKey: null
+        uniqueKey: null,
+        traceContext: null
       }])
       expect((yield* done)[0]!.outcome).toBe("Discard")
       expect(ran).toBe(false)

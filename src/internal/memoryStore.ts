@@ -72,6 +72,7 @@ export const makeMemoryStore = Effect.gen(function*() {
           tenantId: job.tenantId,
           metadata: job.metadata === null ? {} : JSON.parse(job.metadata),
           uniqueKey: job.uniqueKey,
+          traceContext: job.traceContext,
           enqueuedAt: at,
           runAt: job.runAt,
           attemptedAt: null,

@@ -25,6 +25,7 @@ export const insertOf = (queue: string, overrides: Partial<JobInsert> = {}): Job
   tenantId: null,
   metadata: null,
   uniqueKey: null,
+  traceContext: null,
   ...overrides
 })
 
@@ -49,7 +50,11 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
           const store = yield* setup
           const queue = freshQueue("insert")
           const [now, later] = yield* store.insert([
-            insertOf(queue, { tenantId: "ws-1", metadata: JSON.stringify({ source: "test" }) }),
+            insertOf(queue, {
+              tenantId: "ws-1",
+              metadata: JSON.stringify({ source: "test" }),
+              traceContext: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            }),
             insertOf(queue, { runAt: t0 + 60_000 })
           ])
           expect(now!.inserted).toBe(true)
@@ -63,6 +68,7 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
             trigger: "queue",
             tenantId: "ws-1",
             metadata: { source: "test" },
+            traceContext: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
             enqueuedAt: t0,
             runAt: t0,
             errors: []
