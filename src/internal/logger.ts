@@ -29,12 +29,18 @@ export const withServiceAndTrace = <M, O>(self: Logger.Logger<M, O>, serviceName
     return { ...options, annotations }
   })
 
-/** One flat JSON object per line: time, level, message, then the annotations. */
+/** Keys written first, in this order, so lines read alike. */
+const leadingKeys = ["service", "traceId", "spanId"] as const
+
+/** One flat JSON object per line: time, level, message, service, trace ids, then the annotations. */
 const jsonLine: Logger.Logger<unknown, string> = Logger.map(Logger.structuredLogger, (entry) => {
   const line: Record<string, unknown> = {
     timestamp: entry.timestamp,
     level: entry.logLevel,
     message: entry.message
+  }
+  for (const key of leadingKeys) {
+    if (key in entry.annotations) line[key] = entry.annotations[key]
   }
   for (const [key, value] of Object.entries(entry.annotations)) {
     if (!(key in line)) line[key] = value
