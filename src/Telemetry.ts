@@ -14,16 +14,18 @@
  * ```
  */
 import { createServer } from "node:http"
-import { HttpMiddleware, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type { ServeError } from "@effect/platform/HttpServerError"
-import { NodeHttpServer } from "@effect/platform-node"
 import type { LogRecordProcessor } from "@opentelemetry/sdk-logs"
 import type { MetricReader } from "@opentelemetry/sdk-metrics"
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Config, type ConfigError, Effect, Layer, Logger, LogLevel } from "effect"
 import { detectFormat, type LogFormat, makeLogger } from "./internal/logger.js"
 import * as InternalMetrics from "./internal/metrics.js"
-import { exportConfig, layerSdk, sdkPartsOf } from "./internal/otel.js"
+import { exportConfig, layerSdk, makeSdkParts } from "./internal/otel.js"
 import * as Prometheus from "./internal/prometheus.js"
 
 export { type LogFormat } from "./internal/logger.js"
@@ -123,7 +125,7 @@ export const layerFromEnv = (options: { readonly serviceName: string }): Layer.L
     const format = yield* logFormatConfig
     const level = yield* logLevelConfig
     return Layer.mergeAll(
-      layerSdk(Effect.sync(() => sdkPartsOf(config))),
+      layerSdk(makeSdkParts(config)),
       layerLogger({ serviceName: config.serviceName, format, level })
     )
   }))
@@ -153,11 +155,18 @@ export interface MetricsServerOptions {
 
 /** A small HTTP server for `GET /metrics`. Scrapes are not traced. */
 export const layerMetricsServer = (options: MetricsServerOptions = {}): Layer.Layer<never, ServeError> =>
-  HttpServer.serve(metricsRouter).pipe(
-    HttpServer.withLogAddress,
-    HttpMiddleware.withTracerDisabledForUrls(["/metrics"]),
-    Layer.provide(NodeHttpServer.layer(() => createServer(), { port: options.port ?? 9464, host: options.host ?? "0.0.0.0" }))
-  )
+  Layer.unwrapEffect(Effect.map(
+    // Loaded when a server is wanted, not when Conveyor is imported.
+    Effect.promise(() => import("@effect/platform-node/NodeHttpServer")),
+    (NodeHttpServer) =>
+      HttpServer.serve(metricsRouter).pipe(
+        HttpServer.withLogAddress,
+        HttpMiddleware.withTracerDisabledForUrls(["/metrics"]),
+        Layer.provide(
+          NodeHttpServer.layer(() => createServer(), { port: options.port ?? 9464, host: options.host ?? "0.0.0.0" })
+        )
+      )
+  ))
 
 /** `layerMetricsServer` on `CONVEYOR_METRICS_PORT` (default 9464) and `CONVEYOR_METRICS_HOST`. */
 export const layerMetricsServerConfig: Layer.Layer<never, ServeError | ConfigError.ConfigError> = Layer.unwrapEffect(

@@ -3,14 +3,13 @@
  * over HTTP. A signal is exported only when asked for (`OTEL_{SIGNAL}_EXPORTER`) or when an
  * OTLP endpoint is set; with neither, nothing is exported, no SDK object is created, and
  * Effect's own in-memory tracer stays in place.
+ *
+ * The SDK and exporter packages are loaded when export is turned on, not when Conveyor is
+ * imported: a process that exports nothing does not pay their start-up time.
  */
-import { NodeSdk } from "@effect/opentelemetry"
-import { OTLPLogExporter } from "@opentelemetry/exporter-logs-otlp-http"
-import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http"
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { BatchLogRecordProcessor, ConsoleLogRecordExporter, type LogRecordProcessor, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs"
-import { ConsoleMetricExporter, type MetricReader, PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics"
-import { BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
+import type { LogRecordProcessor } from "@opentelemetry/sdk-logs"
+import type { MetricReader } from "@opentelemetry/sdk-metrics"
+import type { SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Config, Duration, Effect, Layer, Option, Redacted } from "effect"
 
 export type ExporterKind = "otlp" | "console" | "none"
@@ -108,31 +107,55 @@ export interface SdkParts {
   readonly logRecordProcessors: ReadonlyArray<LogRecordProcessor>
 }
 
-/** Build the exporters a config asks for. Call only inside an Effect: exporters hold sockets. */
-export const sdkPartsOf = (config: ExportConfig): SdkParts => {
-  const options = (signal: SignalExport) => ({ url: signal.url, headers: { ...Redacted.value(signal.headers) } })
-  const { logs, metrics, traces } = config
-  return {
-    serviceName: config.serviceName,
-    serviceVersion: config.serviceVersion,
-    spanProcessors: traces.exporter === "otlp"
-      ? [new BatchSpanProcessor(new OTLPTraceExporter(options(traces)))]
-      : traces.exporter === "console"
-      ? [new SimpleSpanProcessor(new ConsoleSpanExporter())]
-      : [],
-    metricReaders: metrics.exporter === "none" ? [] : [
-      new PeriodicExportingMetricReader({
-        exporter: metrics.exporter === "otlp" ? new OTLPMetricExporter(options(metrics)) : new ConsoleMetricExporter(),
-        exportIntervalMillis: Duration.toMillis(config.metricExportInterval)
-      })
-    ],
-    logRecordProcessors: logs.exporter === "otlp"
-      ? [new BatchLogRecordProcessor({ exporter: new OTLPLogExporter(options(logs)) })]
-      : logs.exporter === "console"
-      ? [new SimpleLogRecordProcessor({ exporter: new ConsoleLogRecordExporter() })]
-      : []
-  }
-}
+/** Build the exporters a config asks for, loading only the packages they need. */
+export const makeSdkParts = (config: ExportConfig): Effect.Effect<SdkParts> =>
+  Effect.gen(function*() {
+    const options = (signal: SignalExport) => ({ url: signal.url, headers: { ...Redacted.value(signal.headers) } })
+    const { logs, metrics, traces } = config
+    const spanProcessors: Array<SpanProcessor> = []
+    const metricReaders: Array<MetricReader> = []
+    const logRecordProcessors: Array<LogRecordProcessor> = []
+    if (traces.exporter !== "none") {
+      const sdk = yield* load(() => import("@opentelemetry/sdk-trace-base"))
+      if (traces.exporter === "otlp") {
+        const { OTLPTraceExporter } = yield* load(() => import("@opentelemetry/exporter-trace-otlp-http"))
+        spanProcessors.push(new sdk.BatchSpanProcessor(new OTLPTraceExporter(options(traces))))
+      } else {
+        spanProcessors.push(new sdk.SimpleSpanProcessor(new sdk.ConsoleSpanExporter()))
+      }
+    }
+    if (metrics.exporter !== "none") {
+      const sdk = yield* load(() => import("@opentelemetry/sdk-metrics"))
+      const exporter = metrics.exporter === "otlp"
+        ? new (yield* load(() => import("@opentelemetry/exporter-metrics-otlp-http"))).OTLPMetricExporter(options(metrics))
+        : new sdk.ConsoleMetricExporter()
+      metricReaders.push(
+        new sdk.PeriodicExportingMetricReader({
+          exporter,
+          exportIntervalMillis: Duration.toMillis(config.metricExportInterval)
+        })
+      )
+    }
+    if (logs.exporter !== "none") {
+      const sdk = yield* load(() => import("@opentelemetry/sdk-logs"))
+      const exporter = logs.exporter === "otlp"
+        ? new (yield* load(() => import("@opentelemetry/exporter-logs-otlp-http"))).OTLPLogExporter(options(logs))
+        : new sdk.ConsoleLogRecordExporter()
+      logRecordProcessors.push(
+        logs.exporter === "otlp" ? new sdk.BatchLogRecordProcessor({ exporter }) : new sdk.SimpleLogRecordProcessor({ exporter })
+      )
+    }
+    return {
+      serviceName: config.serviceName,
+      serviceVersion: config.serviceVersion,
+      spanProcessors,
+      metricReaders,
+      logRecordProcessors
+    }
+  })
+
+/** A module the package depends on; failing to load it is a defect of the installation. */
+const load = <A>(importer: () => Promise<A>): Effect.Effect<A> => Effect.promise(importer)
 
 /**
  * The OpenTelemetry SDK for the given parts: Effect's tracer replaced by OpenTelemetry's when
@@ -140,18 +163,20 @@ export const sdkPartsOf = (config: ExportConfig): SdkParts => {
  * to the log processors. Flushed and shut down when the layer's scope closes.
  */
 export const layerSdk = <E, R>(parts: Effect.Effect<SdkParts, E, R>): Layer.Layer<never, E, R> =>
-  Layer.unwrapEffect(Effect.map(parts, (parts) => {
-    if (parts.spanProcessors.length + parts.metricReaders.length + parts.logRecordProcessors.length === 0) {
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const sdk = yield* parts
+    if (sdk.spanProcessors.length + sdk.metricReaders.length + sdk.logRecordProcessors.length === 0) {
       return Layer.empty
     }
+    const NodeSdk = yield* load(() => import("@effect/opentelemetry/NodeSdk"))
     return Layer.discard(NodeSdk.layer(() => ({
       resource: {
-        serviceName: parts.serviceName,
-        ...(parts.serviceVersion === undefined ? {} : { serviceVersion: parts.serviceVersion })
+        serviceName: sdk.serviceName,
+        ...(sdk.serviceVersion === undefined ? {} : { serviceVersion: sdk.serviceVersion })
       },
-      spanProcessor: parts.spanProcessors,
-      metricReader: parts.metricReaders,
-      logRecordProcessor: parts.logRecordProcessors,
+      spanProcessor: sdk.spanProcessors,
+      metricReader: sdk.metricReaders,
+      logRecordProcessor: sdk.logRecordProcessors,
       shutdownTimeout: Duration.seconds(5)
     })))
   }))
