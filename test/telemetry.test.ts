@@ -2,9 +2,9 @@ import { HttpClient, HttpClientResponse, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api"
-import { type CollectionResult, type HistogramMetricData, MetricReader } from "@opentelemetry/sdk-metrics"
+import { type CollectionResult, DataPointType, MetricReader } from "@opentelemetry/sdk-metrics"
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { ConfigProvider, Duration, Effect, Exit, Fiber, Layer, Redacted, Schema, TestClock } from "effect"
+import { ConfigProvider, Duration, Effect, Exit, Fiber, Layer, Metric, Redacted, Schema, TestClock } from "effect"
 import { Job, JobClient, JobContext, JobStore, Telemetry, Worker } from "conveyor"
 import * as Testing from "conveyor/testing"
 import { exportConfig } from "../src/internal/otel.js"
@@ -81,7 +81,9 @@ describe("Telemetry", () => {
         "messaging.system": "conveyor",
         "messaging.operation.type": "send",
         "messaging.operation.name": "send",
-        "messaging.destination.name": queue
+        "messaging.destination.name": queue,
+        "messaging.message.id": id,
+        "conveyor.job.name": "welcome"
       })
       const stored = yield* Testing.getJob(id)
       expect(stored.traceContext).toBe(`00-${send.spanContext().traceId}-${send.spanContext().spanId}-01`)
@@ -172,7 +174,7 @@ describe("Telemetry", () => {
       const completed = durations.find(({ point }) => point.attributes["conveyor.job.outcome"] === "completed")!
       const histogram = completed.point.value as { count: number; sum: number }
       expect(completed.metric.descriptor.unit).toBe("s")
-      expect((completed.metric as HistogramMetricData).dataPointType).toBeDefined()
+      expect(completed.metric.dataPointType).toBe(DataPointType.HISTOGRAM)
       expect(histogram.count).toBe(2)
       expect(histogram.sum).toBeCloseTo(3, 6)
       const discarded = durations.find(({ point }) => point.attributes["conveyor.job.outcome"] === "discarded")!
@@ -182,6 +184,37 @@ describe("Telemetry", () => {
         "messaging.operation.name": "process",
         "conveyor.job.name": "slow"
       })
+    }).pipe(Effect.provide(TestLive)))
+
+  it.scoped("measures queue lag from due to started, and counts rescued jobs", () =>
+    Effect.gen(function*() {
+      const queue = freshQueue("lagging")
+      const Task = Job.make({ name: "task", queue, payload: Schema.Struct({}) })
+      const client = yield* JobClient
+      const store = yield* JobStore
+      yield* client.enqueueMany(Task, [{ payload: {} }, { payload: {} }])
+      // One job is claimed by a worker that dies: its lease expires and the rescuer returns it.
+      yield* store.claim({ workerId: "dead", queues: [{ queue, limit: 1 }], leaseDuration: Duration.seconds(5) })
+      yield* TestClock.adjust("8 seconds")
+      const worker = yield* start(Worker.layer({ handlers: [Task.handler(() => Effect.void)], rescueInterval: "1 second" }))
+      const done = yield* Effect.fork(yield* finishedJobs(worker, 2))
+      for (let i = 0; i < 5; i++) yield* TestClock.adjust("1 second")
+      yield* Fiber.join(done)
+
+      const result = yield* collectMetrics
+      const lag = dataPoints(result, "conveyor.queue.lag", queue)
+      expect(lag).toHaveLength(1)
+      expect(lag[0]!.metric.descriptor.unit).toBe("s")
+      const { count, sum } = lag[0]!.point.value as { count: number; sum: number }
+      expect(count).toBe(2)
+      // The waiting job started 8 s after it was due; the rescued one shortly after its retry time.
+      expect(sum).toBeGreaterThanOrEqual(8)
+      const rescued = result.resourceMetrics.scopeMetrics
+        .flatMap((scope) => scope.metrics)
+        .filter((metric) => metric.descriptor.name === "conveyor.jobs.rescued")
+        .flatMap((metric) => metric.dataPoints.map((point) => point.value as number))
+        .reduce((total, value) => total + value, 0)
+      expect(rescued).toBeGreaterThanOrEqual(1)
     }).pipe(Effect.provide(TestLive)))
 
   it.scoped("an idle worker's polls emit no store spans", () =>
@@ -299,6 +332,33 @@ describe("Telemetry", () => {
       Effect.provide(HttpServer.serve(Telemetry.metricsRouter).pipe(Layer.provideMerge(NodeHttpServer.layerTest))),
       Effect.provide(TestLive)
     ))
+})
+
+describe("Telemetry helpers", () => {
+  it("round-trips a span through a W3C traceparent and rejects malformed ones", () => {
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    const span = Telemetry.parseTraceparent(traceparent)!
+    expect(span).toMatchObject({ traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", sampled: true })
+    expect(Telemetry.traceparentOf(span)).toBe(traceparent)
+    expect(Telemetry.parseTraceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")?.sampled).toBe(false)
+    for (const bad of [null, "", "garbage", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      "00-00000000000000000000000000000000-b7ad6b7169203331-01", "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01"]) {
+      expect(Telemetry.parseTraceparent(bad)).toBeUndefined()
+    }
+  })
+
+  it.effect("renders any Effect metric as Prometheus text, escaping label values", () =>
+    Effect.gen(function*() {
+      const name = `app.custom.events.${counter++}`
+      const metric = Metric.counter(name, { description: "Custom events", incremental: true }).pipe(
+        Metric.tagged("path", "a\"b\\c\nd")
+      )
+      yield* Metric.update(metric, 3)
+      const text = yield* Telemetry.prometheusText
+      const promName = name.replace(/\./g, "_")
+      expect(text).toContain(`# HELP ${promName} Custom events\n# TYPE ${promName} counter\n`)
+      expect(text).toContain(`${promName}_total{path="a\\"b\\\\c\\nd"} 3\n`)
+    }))
 })
 
 describe("Telemetry configuration", () => {

@@ -8,7 +8,7 @@
  * nothing when telemetry is off.
  */
 import { Cause, Effect, Exit, Option, Tracer } from "effect"
-import type { JobInsert, JobRecord, Settlement } from "../JobStore.js"
+import type { InsertResult, JobInsert, JobRecord, Settlement } from "../JobStore.js"
 
 /** The value of `messaging.system` on every span and messaging metric. */
 export const messagingSystem = "conveyor"
@@ -81,30 +81,35 @@ export const errorTypeOf = (cause: Cause.Cause<unknown>): string => {
 
 /**
  * Run `insert` inside a producer span `send {queue}` and hand it the inserts carrying that
- * span's `traceparent`, so each job remembers where it came from.
+ * span's `traceparent`, so each job remembers where it came from. A single job's id becomes
+ * the span's `messaging.message.id`.
  */
-export const withSendSpan = <A, E, R>(
+export const withSendSpan = <E, R>(
   inserts: ReadonlyArray<JobInsert>,
-  insert: (inserts: ReadonlyArray<JobInsert>) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E, R> => {
-  const queue = inserts[0]?.queue
-  const sameQueue = queue !== undefined && inserts.every((job) => job.queue === queue)
+  insert: (inserts: ReadonlyArray<JobInsert>) => Effect.Effect<ReadonlyArray<InsertResult>, E, R>
+): Effect.Effect<ReadonlyArray<InsertResult>, E, R> => {
+  const first = inserts[0]
+  const sameQueue = first !== undefined && inserts.every((job) => job.queue === first.queue)
   const attributes: Record<string, unknown> = {
     [Attributes.messagingSystem]: messagingSystem,
     [Attributes.operationType]: "send",
     [Attributes.operationName]: "send",
-    ...(sameQueue ? { [Attributes.destinationName]: queue } : {}),
-    ...(inserts.length === 1 ? { [Attributes.jobName]: inserts[0]!.name } : {
-      [Attributes.batchMessageCount]: inserts.length
-    })
+    ...(sameQueue ? { [Attributes.destinationName]: first.queue } : {}),
+    ...(first === undefined ? {} : { [Attributes.jobName]: first.name }),
+    ...(inserts.length === 1 ? {} : { [Attributes.batchMessageCount]: inserts.length })
   }
   return Effect.useSpan(
-    sameQueue ? `send ${queue}` : "send",
+    sameQueue ? `send ${first.queue}` : "send",
     { kind: "producer", attributes, captureStackTrace: false },
     (span) => {
       const traceContext = traceparentOf(span)
       const traced = traceContext === null ? inserts : inserts.map((job) => ({ ...job, traceContext }))
-      return Effect.withParentSpan(insert(traced), span)
+      return insert(traced).pipe(
+        Effect.tap((results) => {
+          if (results.length === 1) span.attribute(Attributes.messageId, results[0]!.id)
+        }),
+        Effect.withParentSpan(span)
+      )
     }
   )
 }
