@@ -1,51 +1,184 @@
 /**
- * The application's infrastructure: long-lived services shared by every job (process scope),
- * and the per-job services built fresh for each job (job scope). An HTTP service would reuse
- * the process-scoped layers as they are.
+ * The application's infrastructure, shared by its two entry points: the HTTP API
+ * (examples/api.ts) and the worker (examples/worker.ts). "The worker reuses the same
+ * infrastructure wiring as your HTTP service but has a different event loop."
+ *
+ * - Process scope, built once: configuration, the database (job store and the product's own
+ *   tables on one `SqlClient`), telemetry and logs, the outbound webhook client.
+ * - Job scope, built fresh for every job and released with it: the job's workspace client and
+ *   its feature flags. Handlers ask for them by tag and cannot tell how long they live.
  */
-import { Context, Effect, Layer, Option, Ref } from "effect"
-import { JobContext } from "conveyor"
+import { createHmac } from "node:crypto"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
+import { Config, Context, Duration, Effect, Layer, Option, Ref, Schema } from "effect"
+import { cancel, JobContext, Telemetry } from "conveyor"
+import * as Database from "conveyor/database"
+import { type Flags, type Workspace, Workspaces } from "./workspaces.js"
 
-/** A process-scoped client: one instance for the life of the worker. */
-export class Mailer extends Context.Tag("example/Mailer")<Mailer, {
-  readonly send: (message: { readonly to: string; readonly subject: string }) => Effect.Effect<void>
-  readonly sent: Effect.Effect<number>
+// --- process scope ---------------------------------------------------------------------------
+
+/** The database: SQLite file `conveyor.db` by default, PostgreSQL when `DATABASE_URL` is set. */
+export const DatabaseLive = Workspaces.layer.pipe(Layer.provideMerge(Database.layer))
+
+/** Logs, traces and metrics from the environment (docs/telemetry.md), under this process's name. */
+export const TelemetryLive = (serviceName: string) => Telemetry.layerFromEnv({ serviceName })
+
+/** A webhook call that did not get a 2xx answer, or no answer at all (`status` 0). */
+export class DeliveryFailed extends Schema.TaggedError<DeliveryFailed>()("DeliveryFailed", {
+  url: Schema.String,
+  status: Schema.Number,
+  reason: Schema.String
+}) {}
+
+export interface WebhookResponse {
+  readonly status: number
+  /** The receiver's `Retry-After`, when it asked to be called later. */
+  readonly retryAfter: Option.Option<Duration.Duration>
+}
+
+/**
+ * The outbound HTTP client for webhooks: one connection pool for the whole process, a
+ * timeout per call, and our user agent. It knows nothing of workspaces.
+ */
+export class WebhookClient extends Context.Tag("example/WebhookClient")<WebhookClient, {
+  readonly post: (
+    url: string,
+    body: string,
+    headers: Readonly<Record<string, string>>
+  ) => Effect.Effect<WebhookResponse, DeliveryFailed>
+}>() {
+  static readonly config = Config.all({
+    timeout: Config.duration("WEBHOOK_TIMEOUT").pipe(Config.withDefault(Duration.seconds(10))),
+    userAgent: Config.string("WEBHOOK_USER_AGENT").pipe(Config.withDefault("conveyor-example/1.0"))
+  })
+
+  static readonly layer = Layer.effect(
+    WebhookClient,
+    Effect.gen(function*() {
+      const { timeout, userAgent } = yield* WebhookClient.config
+      const http = yield* HttpClient.HttpClient
+      return {
+        post: (url, body, headers) =>
+          http.execute(
+            HttpClientRequest.post(url).pipe(
+              HttpClientRequest.setHeaders({ ...headers, "user-agent": userAgent }),
+              HttpClientRequest.bodyText(body, "application/json")
+            )
+          ).pipe(
+            Effect.scoped,
+            Effect.timeoutFail({
+              duration: timeout,
+              onTimeout: () => new DeliveryFailed({ url, status: 0, reason: `no answer within ${Duration.format(timeout)}` })
+            }),
+            Effect.catchTag("RequestError", "ResponseError", (error) =>
+              Effect.fail(new DeliveryFailed({ url, status: 0, reason: error.message }))),
+            Effect.map((response): WebhookResponse => ({
+              status: response.status,
+              retryAfter: Option.flatMap(
+                Option.fromNullable(response.headers["retry-after"]),
+                (seconds) => Number.isFinite(Number(seconds)) ? Option.some(Duration.seconds(Number(seconds))) : Option.none()
+              )
+            }))
+          )
+      }
+    })
+  ).pipe(
+    // Its own client: a test server's client (which prefixes its URL) must not leak in here.
+    Layer.provide(NodeHttpClient.layerUndici)
+  )
+}
+
+/** Everything a process of the app holds for its whole life, whichever entry point it runs. */
+export const ProcessLive = Layer.mergeAll(DatabaseLive, WebhookClient.layer)
+
+// --- job scope -------------------------------------------------------------------------------
+
+/**
+ * The job's workspace flags, read when the job starts: a flag switched through the API is seen
+ * by the next job, never halfway through one, and never by another workspace's job.
+ */
+export class FeatureFlags extends Context.Tag("example/FeatureFlags")<FeatureFlags, Flags>() {
+  static readonly layer = Layer.effect(
+    FeatureFlags,
+    Effect.gen(function*() {
+      const workspace = yield* currentWorkspace
+      return workspace.flags
+    })
+  )
+}
+
+/** The workspace of the running job, from its `JobContext.tenantId`. */
+const currentWorkspace = Effect.gen(function*() {
+  const job = yield* JobContext
+  const workspaceId = Option.getOrElse(job.tenantId, () => "")
+  const workspaces = yield* Workspaces
+  const workspace = yield* Effect.orDie(workspaces.get(workspaceId))
+  // Deleted since the job was enqueued: nothing left to do, ever.
+  return yield* Option.match(workspace, { onNone: () => cancel(`workspace ${workspaceId} no longer exists`), onSome: Effect.succeed })
+})
+
+/**
+ * A client that speaks for one workspace: every call carries its id (and its signature when the
+ * workspace asked for signed deliveries), is traced with it, and is counted. It is built for
+ * one job and released with it, when the count is written to the workspace's usage: state that
+ * must never be shared between jobs, let alone workspaces.
+ */
+export class WorkspaceClient extends Context.Tag("example/WorkspaceClient")<WorkspaceClient, {
+  readonly workspace: Workspace
+  readonly post: (url: string, body: unknown) => Effect.Effect<WebhookResponse, DeliveryFailed>
 }>() {
   static readonly layer = Layer.scoped(
-    Mailer,
+    WorkspaceClient,
     Effect.gen(function*() {
-      const count = yield* Ref.make(0)
-      yield* Effect.logInfo("mailer connected")
-      yield* Effect.addFinalizer(() => Effect.logInfo("mailer disconnected"))
+      const workspace = yield* currentWorkspace
+      const flags = yield* FeatureFlags
+      const webhooks = yield* WebhookClient
+      const workspaces = yield* Workspaces
+      const sent = yield* Ref.make(0)
+      yield* Effect.logInfo("workspace client opened")
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          const count = yield* Ref.get(sent)
+          if (count > 0) yield* workspaces.addDeliveriesSent(workspace.id, count)
+          yield* Effect.logInfo(`workspace client closed after ${count} call(s)`)
+        }).pipe(Effect.catchAllCause(Effect.logWarning))
+      )
+      const sign = (body: string) => createHmac("sha256", workspace.signingSecret).update(body).digest("hex")
       return {
-        send: (message) =>
-          Effect.zipRight(Ref.update(count, (n) => n + 1), Effect.logInfo(`mail sent to ${message.to}: ${message.subject}`)),
-        sent: Ref.get(count)
+        workspace,
+        post: (url, payload) => {
+          const body = JSON.stringify(payload)
+          const headers: Record<string, string> = { "x-workspace-id": workspace.id }
+          if (flags.signDeliveries) headers["x-signature"] = `sha256=${sign(body)}`
+          return webhooks.post(url, body, headers).pipe(
+            Effect.tap(() => Ref.update(sent, (n) => n + 1)),
+            Effect.withSpan("webhook.post", {
+              kind: "client",
+              attributes: { "workspace.id": workspace.id, "url.full": url, "http.request.method": "POST" }
+            })
+          )
+        }
       }
     })
   )
 }
 
-/**
- * A job-scoped service: the settings and feature flags of the job's workspace, read when the
- * job starts and dropped when it ends, so a change is seen by the next job and never leaks
- * from one workspace's job into another's.
- */
-export class WorkspaceSettings extends Context.Tag("example/WorkspaceSettings")<WorkspaceSettings, {
-  readonly workspaceId: string
-  readonly fancyTemplates: boolean
-}>() {
-  static readonly layer = Layer.scoped(
-    WorkspaceSettings,
-    Effect.gen(function*() {
-      const ctx = yield* JobContext
-      const workspaceId = Option.getOrElse(ctx.tenantId, () => "default")
-      yield* Effect.logDebug(`workspace settings loaded for ${workspaceId}`)
-      yield* Effect.addFinalizer(() => Effect.logDebug(`workspace settings released for ${workspaceId}`))
-      return { workspaceId, fancyTemplates: workspaceId.endsWith("1") }
-    })
-  )
-}
+const WorkspaceScopedLive = WorkspaceClient.layer.pipe(Layer.provideMerge(FeatureFlags.layer))
 
-/** Everything the process holds for its whole life. */
-export const ProcessLive = Mailer.layer
+/**
+ * The job-scoped layers, handed to the worker as its `jobLayer`: built at the start of every
+ * job, released at its end. A job of a workspace gets that workspace's client and flags. The
+ * one job that belongs to no workspace (the nightly digest plan) gets neither: asking for them
+ * there is a defect ("Service not found"), which its handler never does.
+ */
+export const JobScopedLive: Layer.Layer<
+  WorkspaceClient | FeatureFlags,
+  Layer.Layer.Error<typeof WorkspaceScopedLive>,
+  Layer.Layer.Context<typeof WorkspaceScopedLive>
+> = Layer.unwrapEffect(
+  Effect.map(JobContext, (job) =>
+    Option.isSome(job.tenantId)
+      ? WorkspaceScopedLive
+      : Layer.empty as Layer.Layer<WorkspaceClient | FeatureFlags>)
+)

@@ -1,62 +1,106 @@
 /**
- * The example's jobs: definitions (what is stored) and handlers (what runs).
+ * The app's jobs: definitions (what is stored, shared by the API and the worker) and handlers
+ * (what the worker runs).
  */
-import { Effect, Schema } from "effect"
-import { Job, JobContext, snooze } from "conveyor"
-import { Mailer, WorkspaceSettings } from "./infrastructure.js"
+import { DateTime, Effect, Option, Schema } from "effect"
+import { cancel, Job, JobClient, JobContext, snooze } from "conveyor"
+import { DeliveryFailed, FeatureFlags, WorkspaceClient } from "./infrastructure.js"
+import { Workspaces } from "./workspaces.js"
 
-export class ImageTooLarge extends Schema.TaggedError<ImageTooLarge>()("ImageTooLarge", {
-  bytes: Schema.Number
-}) {}
-
-export const SendWelcomeEmail = Job.make({
-  name: "send_welcome_email",
-  queue: "mail",
-  payload: Schema.Struct({ to: Schema.String, name: Schema.String }),
-  maxAttempts: 5,
+/** One event to one endpoint. Enqueued by `POST /workspaces/:id/events`, one per endpoint. */
+export const DeliverWebhook = Job.make({
+  name: "deliver_webhook",
+  queue: "webhooks",
+  payload: Schema.Struct({ eventId: Schema.String, endpointId: Schema.String }),
+  error: DeliveryFailed,
+  maxAttempts: 8,
   timeout: "30 seconds"
 })
 
-export const ResizeImage = Job.make({
-  name: "resize_image",
-  queue: "images",
-  payload: Schema.Struct({ url: Schema.String, bytes: Schema.Number }),
-  success: Schema.Struct({ width: Schema.Number, height: Schema.Number }),
-  error: ImageTooLarge,
-  maxAttempts: 3
+const Day = Schema.String.pipe(Schema.pattern(/^\d{4}-\d{2}-\d{2}$/))
+
+/** A workspace's summary of one day, sent to each of its endpoints; at most one per day. */
+export const SendDigest = Job.make({
+  name: "send_digest",
+  queue: "digests",
+  payload: Schema.Struct({ workspaceId: Schema.String, day: Day }),
+  error: DeliveryFailed,
+  maxAttempts: 5,
+  uniqueKey: ({ day, workspaceId }) => `${workspaceId}:${day}`
 })
 
-export const BuildReport = Job.make({
-  name: "build_report",
-  payload: Schema.Struct({ month: Schema.String }),
-  uniqueKey: ({ month }) => month
+/** Fans out one `send_digest` per workspace; run by the nightly cron schedule. */
+export const PlanDigests = Job.make({
+  name: "plan_digests",
+  queue: "digests",
+  payload: Schema.Struct({ day: Day }),
+  maxAttempts: 3,
+  uniqueKey: ({ day }) => day
 })
 
-export const handlers = [
-  SendWelcomeEmail.handler(({ name, to }) =>
-    Effect.gen(function*() {
-      const mailer = yield* Mailer
-      const workspace = yield* WorkspaceSettings
-      const subject = workspace.fancyTemplates ? `✨ Welcome, ${name}!` : `Welcome, ${name}`
-      yield* mailer.send({ to, subject })
-    })
-  ),
-  ResizeImage.handler(({ bytes, url }) =>
-    Effect.gen(function*() {
-      if (bytes > 10_000_000) return yield* new ImageTooLarge({ bytes })
-      yield* Effect.sleep("100 millis")
-      yield* Effect.logInfo(`resized ${url}`)
-      return { width: 640, height: 480 }
-    })
-  ),
-  BuildReport.handler(({ month }) =>
-    Effect.gen(function*() {
-      const ctx = yield* JobContext
-      // The first run finds the data not ready yet and asks to run again shortly.
-      if (ctx.scheduledAt.epochMillis === ctx.enqueuedAt.epochMillis) {
-        return yield* snooze("2 seconds")
-      }
-      yield* Effect.logInfo(`report for ${month} built`)
-    })
-  )
-] as const
+export const DeliverWebhookHandler = DeliverWebhook.handler(({ endpointId, eventId }) =>
+  Effect.gen(function*() {
+    const client = yield* WorkspaceClient // job-scoped: this job's workspace only
+    const workspaces = yield* Workspaces // process-scoped
+    const workspaceId = client.workspace.id
+    const event = yield* Effect.orDie(workspaces.event(workspaceId, eventId))
+    const endpoint = Option.fromNullable((yield* Effect.orDie(workspaces.endpoints(workspaceId))).find((e) => e.id === endpointId))
+    if (Option.isNone(event)) return yield* cancel(`event ${eventId} no longer exists`)
+    if (Option.isNone(endpoint) || !endpoint.value.enabled) return yield* cancel(`endpoint ${endpointId} is gone or disabled`)
+
+    const { attempt } = yield* JobContext
+    const response = yield* client.post(endpoint.value.url, { ...event.value, attempt })
+    if (response.status >= 200 && response.status < 300) {
+      return yield* Effect.logInfo(`delivered ${event.value.type} to ${endpoint.value.url}`)
+    }
+    if (response.status === 410) {
+      // The receiver says it will never want these again: stop for good, and send it no more.
+      yield* Effect.orDie(workspaces.disableEndpoint(endpointId))
+      return yield* cancel(`endpoint ${endpointId} answered 410 Gone`)
+    }
+    if (response.status === 429) {
+      // Asked to slow down: try later without spending an attempt.
+      return yield* snooze(Option.getOrElse(response.retryAfter, () => "30 seconds"))
+    }
+    return yield* new DeliveryFailed({ url: endpoint.value.url, status: response.status, reason: "not a 2xx answer" })
+  })
+)
+
+export const SendDigestHandler = SendDigest.handler(({ day }) =>
+  Effect.gen(function*() {
+    const client = yield* WorkspaceClient
+    const flags = yield* FeatureFlags
+    const workspaces = yield* Workspaces
+    const from = DateTime.unsafeMake(`${day}T00:00:00Z`)
+    const to = DateTime.add(from, { days: 1 })
+    const events = yield* Effect.orDie(
+      workspaces.countEvents(client.workspace.id, { from: DateTime.formatIso(from), to: DateTime.formatIso(to) })
+    )
+    if (events === 0 && flags.skipEmptyDigests) return yield* Effect.logInfo(`no events on ${day}: no digest`)
+    const endpoints = (yield* Effect.orDie(workspaces.endpoints(client.workspace.id))).filter((e) => e.enabled)
+    yield* Effect.forEach(endpoints, (endpoint) =>
+      client.post(endpoint.url, { type: "digest", day, events }).pipe(
+        Effect.filterOrFail(
+          (response) => response.status >= 200 && response.status < 300,
+          (response) => new DeliveryFailed({ url: endpoint.url, status: response.status, reason: "digest refused" })
+        )
+      ), { discard: true })
+    yield* Effect.logInfo(`digest for ${day} sent to ${endpoints.length} endpoint(s): ${events} event(s)`)
+  })
+)
+
+export const PlanDigestsHandler = PlanDigests.handler(({ day }) =>
+  Effect.gen(function*() {
+    const workspaces = yield* Workspaces
+    const jobs = yield* JobClient
+    const ids = yield* Effect.orDie(workspaces.ids)
+    // Unique keys make a re-run of the plan (a retry, a second worker) harmless.
+    yield* Effect.orDie(jobs.enqueueMany(
+      SendDigest,
+      ids.map((workspaceId) => ({ payload: { workspaceId, day }, options: { tenantId: workspaceId } }))
+    ))
+    yield* Effect.logInfo(`planned digests for ${day}: ${ids.length} workspace(s)`)
+  })
+)
+
+export const handlers = [DeliverWebhookHandler, SendDigestHandler, PlanDigestsHandler] as const

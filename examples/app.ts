@@ -1,0 +1,28 @@
+/**
+ * The app's two processes as layers, over the same infrastructure (examples/infrastructure.ts):
+ * the API serves requests, the worker runs jobs. The entry points (examples/api.ts,
+ * examples/worker.ts, examples/start.ts) add the HTTP server, telemetry and the runtime; the
+ * tests build the same layers on SQLite and PostgreSQL.
+ */
+import { Layer } from "effect"
+import { Telemetry, Worker, WorkerConfig } from "conveyor"
+import { HttpApiLive } from "./httpApi.js"
+import { JobScopedLive } from "./infrastructure.js"
+import { handlers } from "./jobs.js"
+
+/** The API's service name in logs, traces and metrics. */
+export const apiServiceName = "conveyor-example-api"
+/** The worker's: a different name, the same wiring. */
+export const workerServiceName = "conveyor-example-worker"
+
+/** The HTTP API; needs an `HttpServer` and the process-scoped layers. */
+export const ApiLive = HttpApiLive
+
+/**
+ * The worker: every handler, the job-scoped layers built fresh for each job, settings from the
+ * environment (`CONVEYOR_CONCURRENCY`, `CONVEYOR_SHUTDOWN_GRACE`, ...) over these defaults.
+ */
+export const WorkerLive = Layer.mergeAll(
+  Worker.layer({ handlers, jobLayer: JobScopedLive }),
+  Telemetry.layerQueueDepth("5 seconds")
+).pipe(Layer.provide(WorkerConfig.layerConfig))
