@@ -1,15 +1,18 @@
 /**
- * The example worker: `npm start`. One root runtime holds the process-scoped layers; the worker
+ * The example worker: `npm start`. One root runtime holds the process-scoped layers (the store:
+ * a SQLite file by default, PostgreSQL when `DATABASE_URL` is set); the worker
  * runs every job in its own scope with the job-scoped layers; a small producer enqueues work so
  * there is something to watch. Stop it with Ctrl-C or SIGTERM: in-flight jobs are drained.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer, Schedule } from "effect"
-import { JobClient, JobStore, Worker } from "conveyor"
+import { JobClient, Worker } from "conveyor"
+import * as Database from "conveyor/database"
 import { ProcessLive, WorkspaceSettings } from "./infrastructure.js"
 import { BuildReport, handlers, ResizeImage, SendWelcomeEmail } from "./jobs.js"
 
-const StoreLive = JobClient.layer.pipe(Layer.provideMerge(JobStore.layerMemory))
+/** The SQLite file `conveyor.db` by default; PostgreSQL when `DATABASE_URL` is set. */
+const StoreLive = Database.layer
 
 const WorkerLive = Worker.layer({ handlers, jobLayer: WorkspaceSettings.layer, concurrency: 4 })
 

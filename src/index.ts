@@ -9,3 +9,4 @@ export { type CronContext, JobContext, type JobContextShape } from "./JobContext
 export * from "./JobStore.js"
 export * as Worker from "./Worker.js"
 export * as WorkerConfig from "./WorkerConfig.js"
+export * as SqlJobStore from "./SqlJobStore.js"

@@ -261,6 +261,27 @@ export const makeWorker = (
       )
     )
 
+    // Deletes finished jobs past their retention, a batch at a time, so no statement runs long.
+    const pruneBatch = 1000
+    const prune = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const cutoff = (keep: Duration.Duration) => Duration.isFinite(keep) ? now - Duration.toMillis(keep) : undefined
+      const finishedBefore = Object.fromEntries(
+        Object.entries(settings.retention).flatMap(([state, keep]) => {
+          const before = cutoff(keep)
+          return before === undefined ? [] : [[state, before]]
+        })
+      )
+      if (Object.keys(finishedBefore).length === 0) return
+      let total = 0
+      while (true) {
+        const deleted = yield* store.prune({ finishedBefore, limit: pruneBatch })
+        total += deleted
+        if (deleted < pruneBatch) break
+      }
+      if (total > 0) yield* Effect.logDebug(`pruned ${total} finished jobs`)
+    })
+
     const every = (interval: Duration.Duration, name: string, task: Effect.Effect<void, unknown>) =>
       task.pipe(
         Effect.catchAllCause((cause) => Effect.logWarning(`${name} failed`, cause)),
@@ -274,7 +295,7 @@ export const makeWorker = (
     const cancellations = yield* store.subscribeCancellations.pipe(Effect.orDie)
     const listeners = yield* Effect.all([
       wakeups.pipe(
-        Stream.filter((queue) => queueLimits.has(queue)),
+        Stream.filter((queue) => queue === "*" || queueLimits.has(queue)),
         Stream.runForEach(() => Queue.offer(workAvailable, undefined)),
         Effect.forkScoped
       ),
@@ -282,6 +303,7 @@ export const makeWorker = (
     ])
     const heartbeatFiber = yield* every(settings.heartbeatInterval, "heartbeat", heartbeat)
     const rescueFiber = yield* every(settings.rescueInterval, "rescue", rescue)
+    const pruneFiber = yield* every(settings.pruneInterval, "prune", prune)
     const dispatchers = yield* Effect.forEach(lanes.values(), (lane) => Effect.forkScoped(dispatch(lane)))
     const fetcher = yield* Effect.forkScoped(Effect.annotateLogs(fetchLoop, workerLogs))
 
@@ -292,7 +314,7 @@ export const makeWorker = (
     // --- graceful shutdown (runs first: registered last) ---------------------------------------
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        yield* Fiber.interruptAll([fetcher, rescueFiber, ...dispatchers, ...listeners])
+        yield* Fiber.interruptAll([fetcher, rescueFiber, pruneFiber, ...dispatchers, ...listeners])
         const buffered = [...held.values()].filter((entry) => entry.fiber === undefined)
         for (const entry of buffered) unhold(entry.record)
         yield* Effect.forEach(buffered, (entry) => submit(Settlement.Release(leaseOf(entry.record))), {
