@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, DateTime, Effect, Exit, Layer, Option, Ref, Schema, Scope, TestClock } from "effect"
+import { DateTime, Effect, Exit, Layer, Option, Ref, Schema, Scope, TestClock } from "effect"
 import {
   CronSchedule,
   CronScheduler,
@@ -11,6 +11,7 @@ import {
   Worker
 } from "conveyor"
 import * as Testing from "conveyor/testing"
+import { advance, at, cronJobs, hours, iso, minutes, startScheduler, ticksOf } from "./cronHelpers.js"
 import { finishedJobs, start } from "./helpers.js"
 
 const Report = Job.make({
@@ -18,47 +19,6 @@ const Report = Job.make({
   queue: "reports",
   payload: Schema.Struct({ day: Schema.String })
 })
-
-const iso = (millis: number) => new Date(millis).toISOString()
-const at = (isoTime: string) => DateTime.unsafeMake(isoTime)
-
-/** Run a scheduler in a scope of its own, so a test can stop it and start another (a restart). */
-const startScheduler = (schedules: ReadonlyArray<CronSchedule.AnyCronSchedule>) =>
-  Effect.gen(function*() {
-    const scope = yield* Scope.make()
-    const context = yield* Layer.buildWithScope(CronScheduler.layer({ schedules }), scope)
-    return { scheduler: Context.get(context, CronScheduler.CronScheduler), stop: Scope.close(scope, Exit.void) }
-  })
-
-/** The jobs a schedule enqueued, in tick order, with the tick their JobContext reports. */
-const cronJobs = (schedule: string) =>
-  Effect.gen(function*() {
-    const store = yield* JobStore
-    const jobs = yield* store.list({ limit: 100_000 })
-    return jobs
-      .map((job) => ({ job, cron: JobContext.fromRecord(job, "test").cron }))
-      .flatMap(({ cron, job }) =>
-        Option.isSome(cron) && cron.value.schedule === schedule
-          ? [{ job, tick: DateTime.toEpochMillis(cron.value.tick) }]
-          : []
-      )
-      .sort((a, b) => a.tick - b.tick)
-  })
-
-const ticksOf = (schedule: string) =>
-  Effect.map(cronJobs(schedule), (jobs) => jobs.map(({ job, tick }) => {
-    expect(job.runAt).toBe(tick) // every job keeps its own tick time as its run-at
-    return iso(tick)
-  }))
-
-/** Move the TestClock forward in steps, so every sleeping fiber wakes at its own time. */
-const advance = (total: number, step = 1000) =>
-  Effect.gen(function*() {
-    for (let moved = 0; moved < total; moved += step) yield* TestClock.adjust(step)
-  })
-
-const minutes = (n: number) => n * 60_000
-const hours = (n: number) => n * 3_600_000
 
 describe("CronSchedule.nextTicks", () => {
   const next = (cron: string, timeZone: string, after: string, count: number) =>
