@@ -269,6 +269,24 @@ describe("CronScheduler", () => {
       expect((yield* overlapRun("allow")).length).toBe(5)
     }))
 
+  it.scoped("overlap allow still honours the job's own unique key", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(at("2026-01-01T00:00:00Z").epochMillis)
+      const Daily = Job.make({ name: "daily", payload: Schema.Struct({ day: Schema.String }), uniqueKey: ({ day }) => day })
+      yield* startScheduler([
+        CronSchedule.make({
+          name: "hourly-daily",
+          cron: "0 * * * *",
+          job: Daily,
+          payload: (tick) => ({ day: DateTime.formatIsoDate(tick) })
+        })
+      ])
+      yield* advance(hours(3), hours(1)) // nobody runs the jobs: the day's key stays live
+      const jobs = yield* cronJobs("hourly-daily")
+      expect(jobs.map(({ tick }) => iso(tick))).toEqual(["2026-01-01T01:00:00.000Z"])
+      expect(jobs[0]!.job.uniqueKey).toBe("daily:2026-01-01")
+    }).pipe(Effect.provide(Testing.layer)))
+
   it.scoped("several workers sharing one store enqueue and run each tick exactly once", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(at("2026-01-01T00:00:00Z").epochMillis)

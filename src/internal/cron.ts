@@ -54,7 +54,13 @@ export interface ParsedSchedule {
   /** Backfill window in milliseconds; undefined for `Skip`. */
   readonly backfillMillis: number | undefined
   /** The payload, for schedules with a fixed one: encoded once at start-up. */
-  readonly fixedPayload: string | undefined
+  readonly fixedPayload: BuiltPayload | undefined
+}
+
+/** A tick's payload as stored JSON, and the unique key it gives the job. */
+interface BuiltPayload {
+  readonly json: string
+  readonly uniqueKey: string | null
 }
 
 const invalid = (schedule: AnyCronSchedule, reason: InvalidSchedule["reason"], detail: string) =>
@@ -63,11 +69,29 @@ const invalid = (schedule: AnyCronSchedule, reason: InvalidSchedule["reason"], d
 const payloadFor = (schedule: AnyCronSchedule, tick: DateTime.Zoned): unknown =>
   typeof schedule.payload === "function" ? (schedule.payload as (tick: DateTime.Zoned) => unknown)(tick) : schedule.payload
 
-const encodePayload = (schedule: AnyCronSchedule, payload: unknown) =>
+/**
+ * Encode a payload and derive the job's unique key: `overlap: "skip"` keys every job by the
+ * schedule, so a live one holds off the next; otherwise the job's own key applies, as it would
+ * through `JobClient`.
+ */
+const buildPayload = (schedule: AnyCronSchedule, payload: unknown): Effect.Effect<BuiltPayload, InvalidSchedule> =>
   Schema.encodeUnknown(schedule.job.payload as AnySchema)(payload).pipe(
-    Effect.map((encoded) => JSON.stringify(encoded)),
     Effect.mapError((error) =>
       invalid(schedule, "payload", `payload does not match job "${schedule.job.name}": ${ParseResult.TreeFormatter.formatErrorSync(error)}`)
+    ),
+    Effect.flatMap((encoded) =>
+      Effect.try({
+        try: (): BuiltPayload => {
+          const job = schedule.job
+          const uniqueKey = schedule.overlap === "skip"
+            ? overlapKey(schedule.name)
+            : job.uniqueKey === undefined
+            ? null
+            : `${job.name}:${job.uniqueKey(payload)}`
+          return { json: JSON.stringify(encoded), uniqueKey }
+        },
+        catch: (error) => invalid(schedule, "payload", `the job's uniqueKey function threw: ${String(error)}`)
+      })
     )
   )
 
@@ -120,7 +144,7 @@ export const parseSchedule = (schedule: AnyCronSchedule): Effect.Effect<ParsedSc
       }
       backfillMillis = Duration.toMillis(window.value)
     }
-    const fixedPayload = typeof schedule.payload === "function" ? undefined : yield* encodePayload(schedule, schedule.payload)
+    const fixedPayload = typeof schedule.payload === "function" ? undefined : yield* buildPayload(schedule, schedule.payload)
     return { schedule, cron, zone, backfillMillis, fixedPayload }
   })
 
@@ -196,33 +220,30 @@ const enqueueTick = Effect.fn("conveyor.cron.tick")(function*(store: JobStoreSha
   const { schedule } = parsed
   const tickTime = DateTime.unsafeMakeZoned(tick, { timeZone: parsed.zone })
   yield* Effect.annotateCurrentSpan({ "conveyor.cron.schedule": schedule.name, "conveyor.cron.tick": tick })
-  const payload = parsed.fixedPayload !== undefined
-    ? Exit.succeed(parsed.fixedPayload)
-    : yield* Effect.try({
-      try: () => payloadFor(schedule, tickTime),
-      catch: (error) => invalid(schedule, "payload", `the payload function threw: ${String(error)}`)
-    }).pipe(Effect.flatMap((value) => encodePayload(schedule, value)), Effect.exit)
-  if (Exit.isFailure(payload)) {
+  const built = yield* Effect.exit(
+    parsed.fixedPayload !== undefined
+      ? Effect.succeed(parsed.fixedPayload)
+      : Effect.try({
+        try: () => payloadFor(schedule, tickTime),
+        catch: (error) => invalid(schedule, "payload", `the payload function threw: ${String(error)}`)
+      }).pipe(Effect.flatMap((value) => buildPayload(schedule, value)))
+  )
+  if (Exit.isFailure(built)) {
     // A bad payload is a bug in this tick's code, not an outage: log it and go on with the next.
-    return yield* Effect.logError("cron tick dropped: its payload could not be built", payload.cause)
+    return yield* Effect.logError("cron tick dropped: its payload could not be built", built.cause)
   }
   const entry = encodeCronEntry({ schedule: schedule.name, tick: DateTime.toUtc(tickTime) })
-  const job = schedule.job
   const insert: JobInsert = {
-    name: job.name,
+    name: schedule.job.name,
     queue: schedule.queue,
-    payload: payload.value,
+    payload: built.value.json,
     priority: schedule.priority,
     maxAttempts: schedule.maxAttempts,
     runAt: tick,
     trigger: "cron",
     tenantId: schedule.tenantId,
     metadata: JSON.stringify({ ...schedule.metadata, [cronMetadataKey]: entry }),
-    uniqueKey: schedule.overlap === "skip"
-      ? overlapKey(schedule.name)
-      : job.uniqueKey === undefined
-      ? null
-      : `${job.name}:${job.uniqueKey(JSON.parse(payload.value))}`,
+    uniqueKey: built.value.uniqueKey,
     traceContext: null
   }
   const result = yield* store.enqueueCronTick({ schedule: schedule.name, tick, job: insert })
