@@ -87,7 +87,7 @@ export const make = (options: JobClientOptions = {}) =>
         const runAt = opts.runAt !== undefined
           ? DateTime.toEpochMillis(DateTime.unsafeMake(opts.runAt))
           : opts.delay !== undefined
-          ? now + Duration.toMillis(opts.delay)
+          ? now + Math.ceil(Duration.toMillis(opts.delay))
           : now
         const insert: JobInsert = {
           name: job.name,

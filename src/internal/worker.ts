@@ -97,6 +97,7 @@ export const makeWorker = (
         ))
     )
 
+    let runningCount = 0
     const hold = (record: JobRecord) => {
       held.set(record.id, { record, fiber: undefined, stop: undefined })
       heldByQueue.set(record.queue, (heldByQueue.get(record.queue) ?? 0) + 1)
@@ -115,39 +116,44 @@ export const makeWorker = (
       )
 
     // --- running one job -------------------------------------------------------------------
-    const runJob = (entry: Held): Effect.Effect<void> =>
+    const jobLogAnnotations = (record: JobRecord) => ({
+      jobId: record.id,
+      jobName: record.name,
+      queue: record.queue,
+      attempt: record.attempt,
+      trigger: record.trigger,
+      workerId,
+      ...(record.tenantId === null ? {} : { tenantId: record.tenantId })
+    })
+
+    /** Runs one held job; `freeSlot` gives its concurrency permits back as soon as the handler is done. */
+    const runJob = (entry: Held, freeSlot: Effect.Effect<void>): Effect.Effect<void> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           const record = entry.record
           const handler = byName.get(record.name)
           yield* PubSub.publish(events, WorkerEvent.JobStarted({ job: record }))
-          const attempt = runAttempt(handler, record, jobLayer, JobContext.fromRecord(record, workerId)) as Effect.Effect<
-            unknown,
-            unknown
-          >
+          const attempt = Effect.annotateLogs(
+            runAttempt(handler, record, jobLayer, JobContext.fromRecord(record, workerId)) as Effect.Effect<unknown, unknown>,
+            jobLogAnnotations(record)
+          )
+          runningCount++
           const exit = yield* Effect.exit(restore(attempt))
+          runningCount--
+          // The next job may start while this one's settlement is written.
+          yield* freeSlot
           const settlement = yield* settlementFor(record, handler?.job, exit, entry.stop)
           const applied = settlement === undefined ? false : yield* submit(settlement)
           if (settlement?._tag === "Retry" || settlement?._tag === "Discard") {
             yield* Effect.logWarning(`job attempt failed: ${settlement._tag === "Retry" ? "will retry" : "discarded"}`)
-              .pipe(Effect.annotateLogs({ error: settlement.error.message, module: "Worker" }))
+              .pipe(Effect.annotateLogs({ ...jobLogAnnotations(record), error: settlement.error.message, module: "Worker" }))
           }
           unhold(record)
           yield* PubSub.publish(
             events,
             WorkerEvent.JobFinished({ job: record, outcome: settlement?._tag ?? "Lost", applied, exit })
           )
-        }).pipe(
-          Effect.annotateLogs({
-            jobId: entry.record.id,
-            jobName: entry.record.name,
-            queue: entry.record.queue,
-            attempt: entry.record.attempt,
-            trigger: entry.record.trigger,
-            workerId,
-            ...(entry.record.tenantId === null ? {} : { tenantId: entry.record.tenantId })
-          })
-        )
+        })
       )
 
     /** Stop a held job: interrupt it if it runs; if it still waits in a buffer, settle it here. */
@@ -171,16 +177,29 @@ export const makeWorker = (
           const entry = held.get(record.id)
           if (entry === undefined || entry.stop !== undefined) return
           yield* restore(Effect.zipRight(lane.permits.take(1), processPermits.take(1)))
-          const releasePermits = Effect.zipRight(lane.permits.release(1), processPermits.release(1))
+          let released = false
+          const releasePermits = Effect.suspend(() => {
+            if (released) return Effect.void
+            released = true
+            return Effect.zipRight(lane.permits.release(1), processPermits.release(1))
+          })
           if (entry.stop !== undefined) return yield* releasePermits
           // Forked from an uninterruptible region: the job itself must be interruptible again.
-          entry.fiber = yield* FiberSet.run(running, Effect.interruptible(Effect.ensuring(runJob(entry), releasePermits)))
+          entry.fiber = yield* FiberSet.run(
+            running,
+            Effect.interruptible(Effect.ensuring(runJob(entry, releasePermits), releasePermits))
+          )
         })
       ).pipe(Effect.forever)
 
+    // Claim in batches: wait until half the capacity is free (or nothing is left to run) rather
+    // than claiming one job per finished job, which would cost a round trip per job.
+    const refillAt = Math.max(1, Math.ceil(capacity / 2))
     let rotation = 0
     const freeSlots = () => {
-      let remaining = capacity - held.size
+      const free = capacity - held.size
+      if (free < refillAt && held.size > runningCount) return []
+      let remaining = free
       const slots: Array<{ queue: string; limit: number }> = []
       const queues = [...queueLimits]
       rotation = (rotation + 1) % Math.max(1, queues.length)
