@@ -39,6 +39,12 @@ export interface WorkerSettings {
   }
   /** How often the pruner runs. Default 1 minute. */
   readonly pruneInterval: Duration.Duration
+  /**
+   * How each attempt's `process` span relates to the `send` span that enqueued the job:
+   * `"link"` (default, per OpenTelemetry's messaging conventions) starts a trace of its own with
+   * a span link; `"parent"` makes it a child, so producer and job share one trace.
+   */
+  readonly producerSpan: "link" | "parent"
 }
 
 export const defaults: WorkerSettings = {
@@ -53,7 +59,8 @@ export const defaults: WorkerSettings = {
   shutdownGrace: Duration.seconds(25),
   workerId: undefined,
   retention: { completed: Duration.days(1), cancelled: Duration.days(1), discarded: Duration.days(7) },
-  pruneInterval: Duration.minutes(1)
+  pruneInterval: Duration.minutes(1),
+  producerSpan: "link"
 }
 
 export class WorkerConfig extends Context.Reference<WorkerConfig>()("conveyor/WorkerConfig", {
@@ -127,7 +134,11 @@ export const config: Config.Config<WorkerSettings> = Config.all({
   leaseDuration: Config.duration("CONVEYOR_LEASE_DURATION").pipe(Config.withDefault(defaults.leaseDuration)),
   heartbeatInterval: Config.duration("CONVEYOR_HEARTBEAT_INTERVAL").pipe(Config.withDefault(defaults.heartbeatInterval)),
   shutdownGrace: Config.duration("CONVEYOR_SHUTDOWN_GRACE").pipe(Config.withDefault(defaults.shutdownGrace)),
-  workerId: Config.string("CONVEYOR_WORKER_ID").pipe(Config.option)
+  workerId: Config.string("CONVEYOR_WORKER_ID").pipe(Config.option),
+  producerSpan: Config.literal("link", "parent")("CONVEYOR_PRODUCER_SPAN").pipe(
+    Config.withDefault(defaults.producerSpan),
+    Config.withDescription("whether a job's process span links to its send span or is its child")
+  )
 }).pipe(Config.map((c) => ({
   ...defaults,
   ...c,

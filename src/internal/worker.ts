@@ -26,8 +26,10 @@ import { JobContext } from "../JobContext.js"
 import { type JobRecord, JobStore, Settlement } from "../JobStore.js"
 import * as WorkerConfig from "../WorkerConfig.js"
 import { runAttempt, settlementFor, type StopReason } from "./attempt.js"
+import * as Metrics from "./metrics.js"
 import { validateName } from "./names.js"
 import { makeSettler } from "./settler.js"
+import { endProcessSpan, makeProcessSpan, outcomeOf } from "./tracing.js"
 
 /** What happened to a job on this worker, for tests, telemetry and tools. */
 export type WorkerEvent = Data.TaggedEnum<{
@@ -133,20 +135,31 @@ export const makeWorker = (
           const record = entry.record
           const handler = byName.get(record.name)
           yield* PubSub.publish(events, WorkerEvent.JobStarted({ job: record }))
+          const span = yield* makeProcessSpan(record, settings.producerSpan, workerId)
+          const series = Metrics.seriesOf(record.queue, record.name)
+          const startedAt = yield* Clock.currentTimeNanos
+          Metrics.recordStarted(series, (Number(startedAt / 1_000_000n) - record.runAt) / 1000)
           const attempt = Effect.annotateLogs(
             runAttempt(handler, record, jobLayer, JobContext.fromRecord(record, workerId)) as Effect.Effect<unknown, unknown>,
             jobLogAnnotations(record)
           )
           runningCount++
-          const exit = yield* Effect.exit(restore(attempt))
+          const exit = yield* Effect.exit(restore(Effect.withParentSpan(attempt, span)))
           runningCount--
           // The next job may start while this one's settlement is written.
           yield* freeSlot
           const settlement = yield* settlementFor(record, handler?.job, exit, entry.stop)
+          const endedAt = yield* Clock.currentTimeNanos
+          const outcome = outcomeOf(settlement)
+          endProcessSpan(span, outcome, exit, endedAt)
+          Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
           const applied = settlement === undefined ? false : yield* submit(settlement)
           if (settlement?._tag === "Retry" || settlement?._tag === "Discard") {
             yield* Effect.logWarning(`job attempt failed: ${settlement._tag === "Retry" ? "will retry" : "discarded"}`)
-              .pipe(Effect.annotateLogs({ ...jobLogAnnotations(record), error: settlement.error.message, module: "Worker" }))
+              .pipe(
+                Effect.annotateLogs({ ...jobLogAnnotations(record), error: settlement.error.message, module: "Worker" }),
+                Effect.withParentSpan(span)
+              )
           }
           unhold(record)
           yield* PubSub.publish(
@@ -271,6 +284,7 @@ export const makeWorker = (
     })
 
     const rescue = store.rescue.pipe(
+      Effect.tap((result) => Effect.sync(() => Metrics.recordRescued(result))),
       Effect.tap(({ discarded, retried }) =>
         retried.length + discarded.length > 0
           ? Effect.logInfo(`rescued ${retried.length + discarded.length} jobs whose lease expired`).pipe(
