@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Effect, Exit, Layer, Option, Ref, Schema, Scope, TestClock } from "effect"
+import { DateTime, Effect, Exit, Layer, Metric, Option, Ref, Schema, Scope, TestClock } from "effect"
 import {
   CronSchedule,
   CronScheduler,
@@ -10,6 +10,7 @@ import {
   StoreError,
   Worker
 } from "conveyor"
+import * as Metrics from "../src/internal/metrics.js"
 import * as Testing from "conveyor/testing"
 import { advance, at, cronJobs, hours, iso, minutes, startScheduler, ticksOf } from "./cronHelpers.js"
 import { finishedJobs, start } from "./helpers.js"
@@ -312,6 +313,8 @@ describe("CronScheduler", () => {
               })
           }))
         )
+      const sent = Metric.taggedWithLabels(Metrics.sentMessages, Metrics.seriesOf(Beat.queue, Beat.name).sent)
+      const sentBefore = (yield* Metric.value(sent)).count
       yield* Effect.forEach(["w1", "w2", "w3", "w4"], (workerId) =>
         Effect.gen(function*() {
           const handler = Beat.handler(({ tick }) => Effect.sync(() => runs.set(tick, [...(runs.get(tick) ?? []), workerId])))
@@ -333,6 +336,8 @@ describe("CronScheduler", () => {
       // Every worker offered every tick; the store let exactly one offer of each through.
       expect([...offers.values()].map((counts) => counts.offered)).toEqual([25, 25, 25, 25])
       expect([...offers.values()].reduce((sum, counts) => sum + counts.won, 0)).toBe(25)
+      // Counted as sent once per tick, like any enqueue (messaging.client.sent.messages).
+      expect((yield* Metric.value(sent)).count - sentBefore).toBe(25)
     }).pipe(Effect.provide(Testing.layer)))
 
   it.scoped("keeps going after a bad tick: a throwing payload is logged and dropped, a store outage retried", () =>

@@ -21,6 +21,7 @@ import type { AnyCronSchedule, CronSchedule } from "../CronSchedule.js"
 import { InvalidSchedule, type StoreError } from "../Errors.js"
 import type { AnySchema } from "../Job.js"
 import type { JobInsert, JobStoreShape, Trigger } from "../JobStore.js"
+import * as Metrics from "./metrics.js"
 import { isValidName } from "./names.js"
 
 // --- the cron entry stored in a job's metadata ------------------------------------------------
@@ -216,10 +217,11 @@ export interface ScheduleStatus {
 /** Store errors are retried, from 100 ms doubling up to 10 s, so a tick is late, never lost. */
 const storeRetry = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("10 seconds")))
 
-const enqueueTick = Effect.fn("conveyor.cron.tick")(function*(store: JobStoreShape, parsed: ParsedSchedule, tick: number) {
+// Untraced: every process offers every tick, and a tick another process took is no news. The
+// store's own span records the offer that won.
+const enqueueTick = Effect.fnUntraced(function*(store: JobStoreShape, parsed: ParsedSchedule, tick: number) {
   const { schedule } = parsed
   const tickTime = DateTime.unsafeMakeZoned(tick, { timeZone: parsed.zone })
-  yield* Effect.annotateCurrentSpan({ "conveyor.cron.schedule": schedule.name, "conveyor.cron.tick": tick })
   const built = yield* Effect.exit(
     parsed.fixedPayload !== undefined
       ? Effect.succeed(parsed.fixedPayload)
@@ -257,6 +259,7 @@ const enqueueTick = Effect.fn("conveyor.cron.tick")(function*(store: JobStoreSha
         : "cron tick skipped: a live job holds the same unique key"
     ).pipe(Effect.annotateLogs({ ...tickLog, jobId: result.value.id }))
   } else {
+    yield* Effect.sync(() => Metrics.recordSent(Metrics.seriesOf(insert.queue, insert.name), 1))
     yield* Effect.logDebug("cron tick enqueued").pipe(Effect.annotateLogs({ ...tickLog, jobId: result.value.id }))
   }
 })
