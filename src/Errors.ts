@@ -97,3 +97,17 @@ export const snooze = (delay: Duration.DurationInput): Effect.Effect<never, JobS
 
 /** Cancel the running job for good. */
 export const cancel = (reason: string): Effect.Effect<never, JobCancel> => Effect.fail(new JobCancel({ reason }))
+
+/**
+ * A cron schedule that cannot run: a bad name, cron expression, time zone, payload or catch-up
+ * window, or two schedules with one name. Raised when the scheduler starts, naming the schedule.
+ */
+export class InvalidSchedule extends Schema.TaggedError<InvalidSchedule>()("InvalidSchedule", {
+  schedule: Schema.String,
+  reason: Schema.Literal("name", "expression", "timeZone", "payload", "catchUp", "duplicate"),
+  detail: Schema.String
+}) {
+  override get message() {
+    return `cron schedule ${JSON.stringify(this.schedule)}: ${this.detail}`
+  }
+}

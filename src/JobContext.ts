@@ -4,6 +4,14 @@
  */
 import { Context, DateTime, Option } from "effect"
 import type { JobRecord, Trigger } from "./JobStore.js"
+import { cronEntryOf } from "./internal/cron.js"
+
+/** Which cron schedule and tick enqueued a job. */
+export interface CronContext {
+  readonly schedule: string
+  /** The tick the job was enqueued for (also its `scheduledAt` on the first attempt). */
+  readonly tick: DateTime.Utc
+}
 
 export interface JobContextShape {
   readonly id: string
@@ -19,6 +27,8 @@ export interface JobContextShape {
   /** When the job was due to run (its run-at, or the retry/snooze time). */
   readonly scheduledAt: DateTime.Utc
   readonly metadata: Readonly<Record<string, unknown>>
+  /** For jobs with trigger `cron`: the schedule and tick that enqueued it. */
+  readonly cron: Option.Option<CronContext>
   /** The worker running this attempt. */
   readonly workerId: string
 }
@@ -36,6 +46,7 @@ export class JobContext extends Context.Tag("conveyor/JobContext")<JobContext, J
       enqueuedAt: DateTime.unsafeMake(job.enqueuedAt),
       scheduledAt: DateTime.unsafeMake(job.runAt),
       metadata: job.metadata,
+      cron: cronEntryOf(job.trigger, job.metadata),
       workerId
     }
   }

@@ -9,6 +9,13 @@ describe("README", () => {
     expect(block).toBe(quickstart)
   })
 
+  it("shows the cron example exactly as examples/cron.ts (which tsc checks)", () => {
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
+    const example = readFileSync(new URL("../examples/cron.ts", import.meta.url), "utf8")
+    const block = readme.split("## Recurring jobs (cron)")[1]!.split("```ts\n")[1]!.split("```")[0]
+    expect(block).toBe(example)
+  })
+
   it("names the commands that package.json runs", () => {
     const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
     const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"))
