@@ -4,11 +4,11 @@
  * examples/worker.ts, examples/start.ts) add the HTTP server, telemetry and the runtime; the
  * tests build the same layers on SQLite and PostgreSQL.
  */
-import { Layer } from "effect"
-import { Telemetry, Worker, WorkerConfig } from "conveyor"
+import { Effect, Layer } from "effect"
+import { CronScheduler, Telemetry, Worker, WorkerConfig } from "conveyor"
 import { HttpApiLive } from "./httpApi.js"
 import { JobScopedLive } from "./infrastructure.js"
-import { handlers } from "./jobs.js"
+import { handlers, nightlyDigests } from "./jobs.js"
 
 /** The API's service name in logs, traces and metrics. */
 export const apiServiceName = "conveyor-example-api"
@@ -18,11 +18,15 @@ export const workerServiceName = "conveyor-example-worker"
 /** The HTTP API; needs an `HttpServer` and the process-scoped layers. */
 export const ApiLive = HttpApiLive
 
+// #region worker
 /**
  * The worker: every handler, the job-scoped layers built fresh for each job, settings from the
- * environment (`CONVEYOR_CONCURRENCY`, `CONVEYOR_SHUTDOWN_GRACE`, ...) over these defaults.
+ * environment (`CONVEYOR_CONCURRENCY`, `CONVEYOR_SHUTDOWN_GRACE`, ...), and the nightly digest
+ * schedule. Every worker runs the schedule; each tick becomes one job.
  */
 export const WorkerLive = Layer.mergeAll(
   Worker.layer({ handlers, jobLayer: JobScopedLive }),
+  Layer.unwrapEffect(Effect.map(nightlyDigests, (schedule) => CronScheduler.layer({ schedules: [schedule] }))),
   Telemetry.layerQueueDepth("5 seconds")
 ).pipe(Layer.provide(WorkerConfig.layerConfig))
+// #endregion worker

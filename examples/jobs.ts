@@ -2,8 +2,8 @@
  * The app's jobs: definitions (what is stored, shared by the API and the worker) and handlers
  * (what the worker runs).
  */
-import { DateTime, Effect, Option, Schema } from "effect"
-import { cancel, Job, JobClient, JobContext, snooze } from "conveyor"
+import { Config, DateTime, Effect, Option, Schema } from "effect"
+import { cancel, CronSchedule, Job, JobClient, JobContext, snooze } from "conveyor"
 import { DeliveryFailed, FeatureFlags, WorkspaceClient } from "./infrastructure.js"
 import { Workspaces } from "./workspaces.js"
 
@@ -94,13 +94,32 @@ export const PlanDigestsHandler = PlanDigests.handler(({ day }) =>
     const workspaces = yield* Workspaces
     const jobs = yield* JobClient
     const ids = yield* Effect.orDie(workspaces.ids)
-    // Unique keys make a re-run of the plan (a retry, a second worker) harmless.
+    // A retried plan does not double the digests still waiting: their unique keys are live.
     yield* Effect.orDie(jobs.enqueueMany(
       SendDigest,
       ids.map((workspaceId) => ({ payload: { workspaceId, day }, options: { tenantId: workspaceId } }))
     ))
     yield* Effect.logInfo(`planned digests for ${day}: ${ids.length} workspace(s)`)
   })
+)
+
+/**
+ * Every night, the digests of the day that ended: one `plan_digests` job per tick (whichever
+ * worker gets the tick), which fans out one `send_digest` per workspace. `DIGEST_CRON` changes
+ * the expression, e.g. `"* * * * *"` to watch it every minute.
+ */
+export const nightlyDigests = Effect.map(
+  Config.string("DIGEST_CRON").pipe(Config.withDefault("0 6 * * *")),
+  (cron) =>
+    CronSchedule.make({
+      name: "nightly-digests",
+      cron,
+      timeZone: "UTC",
+      job: PlanDigests,
+      payload: (tick) => ({ day: DateTime.formatIsoDate(DateTime.subtract(tick, { days: 1 })) }),
+      catchUp: CronSchedule.backfill("6 hours"), // a deploy at 06:00 does not lose the night's digests
+      overlap: "skip"
+    })
 )
 
 export const handlers = [DeliverWebhookHandler, SendDigestHandler, PlanDigestsHandler] as const

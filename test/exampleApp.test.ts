@@ -10,7 +10,7 @@ import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { ConfigProvider, Context, Effect, Exit, Layer } from "effect"
+import { ConfigProvider, Context, DateTime, Effect, Exit, Layer, Schedule } from "effect"
 import { JobClient, JobStore, Telemetry, Worker } from "conveyor"
 import { ApiLive, WorkerLive, workerServiceName } from "../examples/app.js"
 import { FakeReceiver } from "../examples/fakeReceiver.js"
@@ -83,10 +83,12 @@ const databases = [
 ] as const
 
 /** The API on a free port and the worker, over the app's own infrastructure on a fresh database. */
-const appLayer = (database: (typeof databases)[number]) =>
+const appLayer = (database: (typeof databases)[number], extra: Record<string, string> = {}) =>
   Layer.unwrapEffect(Effect.sync(() => {
     const { cleanUp, settings } = database.config()
-    const config = ConfigProvider.fromMap(new Map(Object.entries({ ...settings, CONVEYOR_POLL_INTERVAL: "200 millis" })))
+    const config = ConfigProvider.fromMap(
+      new Map(Object.entries({ ...settings, CONVEYOR_POLL_INTERVAL: "200 millis", ...extra }))
+    )
     const CleanUpLive = Layer.scopedDiscard(Effect.addFinalizer(() => cleanUp))
     return Layer.mergeAll(
       ApiLive.pipe(Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))),
@@ -226,4 +228,44 @@ for (const database of databases) {
         expect(next.deliveries).toEqual([])
       }))
   })
+}
+
+for (const database of databases) {
+  // The nightly schedule every second, so the test sees a tick at once.
+  layer(appLayer(database, { DIGEST_CRON: "* * * * * *" }), { excludeTestServices: true, timeout: 60_000 })(
+    `example app's digest schedule on ${database.name}`,
+    (it) => {
+      it.scoped("a cron tick plans one digest per workspace, each sent with its workspace's client and flags", () =>
+        Effect.gen(function*() {
+          const api = yield* apiClient
+          const receiver = yield* FakeReceiver
+          const store = yield* JobStore
+          const workspace = yield* api.workspaces.create({ payload: { name: "nightly" } })
+          const path = { workspaceId: workspace.id }
+          yield* api.workspaces.addEndpoint({ path, payload: { url: `${receiver.url}/hooks/nightly` } })
+          // Yesterday had no events: only a workspace that wants empty digests gets one.
+          yield* api.workspaces.setFlags({ path, payload: { signDeliveries: false, skipEmptyDigests: false } })
+
+          const digests = receiver.received.pipe(
+            Effect.map((all) => all.filter((r) => r.hook === "nightly")),
+            Effect.filterOrFail((found) => found.length > 0, () => "not yet"),
+            Effect.retry(Schedule.spaced("100 millis")),
+            Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("no digest arrived") })
+          )
+          const [digest] = yield* digests
+          const yesterday = DateTime.formatIsoDate(DateTime.subtract(yield* DateTime.now, { days: 1 }))
+          expect(digest).toMatchObject({ workspaceId: workspace.id, body: { type: "digest", events: 0 } })
+          // The tick may have come just after midnight: then "yesterday" is the day before.
+          expect([yesterday, DateTime.formatIsoDate(DateTime.subtract(yield* DateTime.now, { days: 2 }))]).toContain(
+            (digest!.body as { day: string }).day
+          )
+
+          const plans = yield* store.list({ name: "plan_digests", limit: 100 })
+          expect(plans.length).toBeGreaterThan(0)
+          expect(plans.every((job) => job.trigger === "cron" && job.tenantId === null)).toBe(true)
+          const sent = (yield* store.list({ name: "send_digest", limit: 100 })).filter((job) => job.tenantId === workspace.id)
+          expect(sent.map((job) => JSON.parse(job.payload).workspaceId)).toContain(workspace.id)
+        }))
+    }
+  )
 }
