@@ -12,7 +12,7 @@ export default defineConfig({
     ]
   },
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "docs/snippets/**/*.test.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000
   }

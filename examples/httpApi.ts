@@ -157,6 +157,7 @@ const WorkspacesLive = HttpApiBuilder.group(AppApi, "workspaces", (handlers) =>
           yield* find(path.workspaceId)
           return yield* workspaces.addEndpoint(path.workspaceId, payload.url)
         }).pipe(dieOnInfrastructure))
+      // #region publish
       .handle("publishEvent", ({ path, payload }) =>
         sql.withTransaction(Effect.gen(function*() {
           const workspace = yield* find(path.workspaceId)
@@ -184,6 +185,7 @@ const WorkspacesLive = HttpApiBuilder.group(AppApi, "workspaces", (handlers) =>
             deliveries: deliveries.map((delivery) => ({ ...delivery, state: "available" }))
           }
         })).pipe(dieOnInfrastructure))
+      // #endregion publish
       .handle("getEvent", ({ path }) => dieOnInfrastructure(eventView(path.workspaceId, path.eventId)))
       .handle("sendDigest", ({ path, payload }) =>
         Effect.gen(function*() {
