@@ -94,24 +94,13 @@ export const ProcessLive = Layer.mergeAll(DatabaseLive, WebhookClient.layer)
 
 // --- job scope -------------------------------------------------------------------------------
 
-/**
- * The job's workspace flags, read when the job starts: a flag switched through the API is seen
- * by the next job, never halfway through one, and never by another workspace's job.
- */
-export class FeatureFlags extends Context.Tag("example/FeatureFlags")<FeatureFlags, Flags>() {
-  static readonly layer = Layer.effect(
-    FeatureFlags,
-    Effect.gen(function*() {
-      const workspace = yield* currentWorkspace
-      return workspace.flags
-    })
-  )
-}
-
-/** The workspace of the running job, from its `JobContext.tenantId`. */
+/** The workspace of the running job, from its `JobContext.tenantId` (see `JobScopedLive`). */
 const currentWorkspace = Effect.gen(function*() {
   const job = yield* JobContext
-  const workspaceId = Option.getOrElse(job.tenantId, () => "")
+  const workspaceId = yield* Option.match(job.tenantId, {
+    onNone: () => Effect.dieMessage(`job ${job.name} has no workspace`),
+    onSome: Effect.succeed
+  })
   const workspaces = yield* Workspaces
   const workspace = yield* Effect.orDie(workspaces.get(workspaceId))
   // Deleted since the job was enqueued: nothing left to do, ever.
@@ -132,7 +121,6 @@ export class WorkspaceClient extends Context.Tag("example/WorkspaceClient")<Work
     WorkspaceClient,
     Effect.gen(function*() {
       const workspace = yield* currentWorkspace
-      const flags = yield* FeatureFlags
       const webhooks = yield* WebhookClient
       const workspaces = yield* Workspaces
       const sent = yield* Ref.make(0)
@@ -150,7 +138,7 @@ export class WorkspaceClient extends Context.Tag("example/WorkspaceClient")<Work
         post: (url, payload) => {
           const body = JSON.stringify(payload)
           const headers: Record<string, string> = { "x-workspace-id": workspace.id }
-          if (flags.signDeliveries) headers["x-signature"] = `sha256=${sign(body)}`
+          if (workspace.flags.signDeliveries) headers["x-signature"] = `sha256=${sign(body)}`
           return webhooks.post(url, body, headers).pipe(
             Effect.tap(() => Ref.update(sent, (n) => n + 1)),
             Effect.withSpan("webhook.post", {
@@ -164,7 +152,15 @@ export class WorkspaceClient extends Context.Tag("example/WorkspaceClient")<Work
   )
 }
 
-const WorkspaceScopedLive = WorkspaceClient.layer.pipe(Layer.provideMerge(FeatureFlags.layer))
+/**
+ * The job's workspace flags, as read when the job started: a flag switched through the API is
+ * seen by the next job, never halfway through one, and never by another workspace's job.
+ */
+export class FeatureFlags extends Context.Tag("example/FeatureFlags")<FeatureFlags, Flags>() {
+  static readonly layer = Layer.effect(FeatureFlags, Effect.map(WorkspaceClient, (client) => client.workspace.flags))
+}
+
+const WorkspaceScopedLive = FeatureFlags.layer.pipe(Layer.provideMerge(WorkspaceClient.layer))
 
 /**
  * The job-scoped layers, handed to the worker as its `jobLayer`: built at the start of every
