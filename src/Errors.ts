@@ -70,13 +70,24 @@ export class JobNotFound extends Schema.TaggedError<JobNotFound>()("JobNotFound"
   }
 }
 
+/** The messages of an error and of the errors that caused it: "Failed to execute statement: relation ... does not exist". */
+const describeCause = (cause: unknown): string => {
+  const messages: Array<string> = []
+  for (let current = cause, depth = 0; current !== undefined && current !== null && depth < 5; depth++) {
+    const message = current instanceof Error ? current.message : typeof current === "object" ? "" : String(current)
+    if (message !== "" && !messages.includes(message)) messages.push(message)
+    current = typeof current === "object" ? (current as { cause?: unknown }).cause : undefined
+  }
+  return messages.join(": ") || String(cause)
+}
+
 /** The store could not do what was asked; `op` names the store operation. */
 export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   op: Schema.String,
   cause: Schema.Defect
 }) {
   override get message() {
-    return `job store failed in ${this.op}: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    return `job store failed in ${this.op}: ${describeCause(this.cause)}`
   }
 }
 

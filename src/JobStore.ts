@@ -16,7 +16,7 @@
  */
 import { Context, Data, type Duration, type Effect, Layer, type Option, Schema, type Scope, type Stream } from "effect"
 import type { StoreError } from "./Errors.js"
-import { makeMemoryStore } from "./internal/memoryStore.js"
+import { makeMemoryStore } from "./stores/memory.js"
 
 export const JobState = Schema.Literal(
   "scheduled",
@@ -139,8 +139,8 @@ export interface ClaimRequest {
 export interface ClaimResult {
   readonly jobs: ReadonlyArray<JobRecord>
   /**
-   * When fewer jobs were claimed than asked for: the earliest run-at of a job still waiting in
-   * those queues (scheduled or retryable), so an idle worker can sleep exactly until then.
+   * When no job was claimed: the earliest run-at of a job waiting in those queues (scheduled or
+   * retryable), so an idle worker can sleep exactly until then.
    */
   readonly nextRunAt: number | null
 }
@@ -255,7 +255,8 @@ export interface JobStoreShape {
   readonly cronLastTicks: Effect.Effect<ReadonlyArray<{ readonly schedule: string; readonly tick: number }>, StoreError>
   /**
    * Subscribe, for the scope, to the names of queues that get new work, so idle workers wake up
-   * at once; polling covers anything missed. Listening has begun when this succeeds.
+   * at once; polling covers anything missed. `"*"` means any queue (after a reconnection, say).
+   * Listening has begun when this succeeds.
    */
   readonly subscribeWakeups: Effect.Effect<Stream.Stream<string>, StoreError, Scope.Scope>
   /** Subscribe, for the scope, to the ids of running jobs whose cancellation was requested. */

@@ -274,7 +274,7 @@ export const makeWorker = (
     const cancellations = yield* store.subscribeCancellations.pipe(Effect.orDie)
     const listeners = yield* Effect.all([
       wakeups.pipe(
-        Stream.filter((queue) => queueLimits.has(queue)),
+        Stream.filter((queue) => queue === "*" || queueLimits.has(queue)),
         Stream.runForEach(() => Queue.offer(workAvailable, undefined)),
         Effect.forkScoped
       ),

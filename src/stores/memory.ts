@@ -113,13 +113,13 @@ export const makeMemoryStore = Effect.gen(function*() {
           row.workerId = request.workerId
           jobs.push(snapshot(row))
         }
-        if (due.length < limit) {
+        if (jobs.length === 0) {
           for (const row of waiting) {
             if (row.runAt > at && (nextRunAt === null || row.runAt < nextRunAt)) nextRunAt = row.runAt
           }
         }
       }
-      return { jobs, nextRunAt }
+      return { jobs, nextRunAt: jobs.length === 0 ? nextRunAt : null }
     })
 
   const holds = (row: Row | undefined, token: number): row is Row =>

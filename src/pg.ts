@@ -1,0 +1,50 @@
+/**
+ * `conveyor/pg`: PostgreSQL, for many worker processes on many machines. Workers are woken by
+ * LISTEN/NOTIFY within milliseconds, claim with `FOR UPDATE SKIP LOCKED`, and reconnect after a
+ * lost connection.
+ */
+import type { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Config, type ConfigError, Effect, Layer, Option, type Redacted } from "effect"
+import type { StoreError } from "./Errors.js"
+import { JobClient, type JobClientOptions } from "./JobClient.js"
+import type { JobStore } from "./JobStore.js"
+import * as SqlJobStore from "./SqlJobStore.js"
+
+export interface PgStoreOptions extends SqlJobStore.SqlJobStoreOptions, JobClientOptions {
+  readonly url: Redacted.Redacted
+  /** Connections in the pool (one more is used for LISTEN). Default 10. */
+  readonly maxConnections?: number
+  readonly applicationName?: string
+}
+
+export type Services = JobStore | JobClient | SqlClient.SqlClient | PgClient.PgClient
+
+/** The store, a client, and the PostgreSQL `SqlClient` itself (for your own transactional writes). */
+export const layerWith = (options: PgStoreOptions): Layer.Layer<Services, StoreError | SqlError> =>
+  JobClient.layerWith(options).pipe(
+    Layer.provideMerge(SqlJobStore.layer(options)),
+    Layer.provideMerge(PgClient.layer({
+      url: options.url,
+      maxConnections: options.maxConnections ?? 10,
+      applicationName: options.applicationName ?? "conveyor"
+    }))
+  )
+
+export const config = Config.all({
+  url: Config.redacted("DATABASE_URL").pipe(Config.withDescription("PostgreSQL connection URL")),
+  schema: Config.string("CONVEYOR_PG_SCHEMA").pipe(Config.withDefault("conveyor")),
+  maxConnections: Config.integer("CONVEYOR_PG_MAX_CONNECTIONS").pipe(Config.withDefault(10))
+})
+
+/** The store on `DATABASE_URL`, in schema `CONVEYOR_PG_SCHEMA` (default `conveyor`). */
+export const layer: Layer.Layer<Services, StoreError | SqlError | ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(config, (options) => layerWith(options))
+)
+
+/** Whether `DATABASE_URL` is set. */
+export const configured: Effect.Effect<boolean> = Effect.map(
+  Effect.orElseSucceed(Config.option(Config.redacted("DATABASE_URL")), () => Option.none()),
+  Option.isSome
+)

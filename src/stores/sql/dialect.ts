@@ -1,0 +1,117 @@
+/**
+ * What differs between the SQL databases: every statement, written out per dialect (as River
+ * keeps its SQL per driver), behind one interface. The shared logic lives in `store.ts`.
+ *
+ * Rows come back with snake_case columns; times are epoch milliseconds (bigint in PostgreSQL,
+ * integer in SQLite), so the store runs on Effect's `Clock` and `TestClock` drives it.
+ */
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Effect, Scope, Stream } from "effect"
+import type { AttemptError, JobFilter } from "../../JobStore.js"
+
+export interface JobRow {
+  readonly id: number | string | bigint
+  readonly name: string
+  readonly queue: string
+  readonly state: string
+  readonly payload: string
+  readonly priority: number
+  readonly attempt: number
+  readonly max_attempts: number
+  readonly trigger: string
+  readonly tenant_id: string | null
+  readonly metadata: string | null
+  readonly unique_key: string | null
+  readonly trace_context: string | null
+  readonly enqueued_at: number | string
+  readonly run_at: number | string
+  readonly attempted_at: number | string | null
+  readonly finished_at: number | string | null
+  readonly lease_token: number
+  readonly lease_expires_at: number | string | null
+  readonly worker_id: string | null
+  readonly cancel_requested: boolean | number
+  readonly errors: string | ReadonlyArray<unknown>
+  readonly result: string | null
+}
+
+/** A job to insert, as sent to the database in one JSON batch. */
+export interface InsertRow {
+  readonly ord: number
+  readonly name: string
+  readonly queue: string
+  readonly payload: string
+  readonly priority: number
+  readonly max_attempts: number
+  readonly trigger: string
+  readonly tenant_id: string | null
+  readonly metadata: string | null
+  readonly unique_key: string | null
+  readonly trace_context: string | null
+  readonly run_at: number
+}
+
+/** A settlement, flattened for one batch statement. */
+export interface SettleRow {
+  readonly id: string
+  readonly token: number
+  readonly state: string
+  /** 1 when the attempt is given back (snooze, release). */
+  readonly give_back: number
+  readonly run_at: number | null
+  readonly result: string | null
+  /** The attempt error to append, if any. */
+  readonly error: AttemptError | { readonly kind: string; readonly at: number; readonly message: string } | null
+}
+
+export interface Migration {
+  readonly id: number
+  readonly name: string
+  readonly statements: ReadonlyArray<string>
+}
+
+export type Signal = { readonly _tag: "Wakeup"; readonly queue: string } | {
+  readonly _tag: "Cancel"
+  readonly id: string
+} | { readonly _tag: "Connected" }
+
+export interface Dialect {
+  readonly name: "pg" | "sqlite"
+  /** Forward-only migrations, in order. */
+  readonly migrations: ReadonlyArray<Migration>
+  /** Run the migrations under a lock that serializes concurrent starters. */
+  readonly migrate: Effect.Effect<ReadonlyArray<Migration>, SqlError>
+
+  readonly insert: (rows: ReadonlyArray<InsertRow>, now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly unique_key: string | null }>, SqlError>
+  readonly liveByUniqueKey: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly unique_key: string }>, SqlError>
+  readonly claim: (params: {
+    readonly queues: ReadonlyArray<{ readonly queue: string; readonly limit: number }>
+    readonly now: number
+    readonly leaseExpiresAt: number
+    readonly workerId: string
+  }) => Effect.Effect<ReadonlyArray<JobRow>, SqlError>
+  readonly nextRunAt: (queues: ReadonlyArray<string>, now: number) => Effect.Effect<number | null, SqlError>
+  readonly settle: (rows: ReadonlyArray<SettleRow>, now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly lease_token: number; readonly queue: string; readonly state: string }>, SqlError>
+  readonly heartbeat: (leases: ReadonlyArray<{ readonly id: string; readonly token: number }>, leaseExpiresAt: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly lease_token: number; readonly cancel_requested: boolean | number }>, SqlError>
+  readonly rescue: (now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly state: string }>, SqlError>
+  readonly get: (id: string) => Effect.Effect<ReadonlyArray<JobRow>, SqlError>
+  readonly list: (filter: JobFilter) => Effect.Effect<ReadonlyArray<JobRow>, SqlError>
+  readonly counts: Effect.Effect<ReadonlyArray<{ readonly queue: string; readonly state: string; readonly count: number | string }>, SqlError>
+  /** Jobs finished at or after `since`, per final state and bucket (`floor(finished_at / bucket) * bucket`). */
+  readonly finishedCounts: (since: number, bucketMillis: number) => Effect.Effect<ReadonlyArray<{ readonly bucket: number | string; readonly state: string; readonly count: number | string }>, SqlError>
+  /** Cancel a waiting job, or flag a running one; returns the job as it now is, if it was active. */
+  readonly cancel: (id: string, now: number) => Effect.Effect<ReadonlyArray<JobRow>, SqlError>
+  readonly retry: (id: string, now: number) => Effect.Effect<ReadonlyArray<JobRow>, SqlError>
+  readonly prune: (before: { readonly completed: number | null; readonly cancelled: number | null; readonly discarded: number | null }, limit: number) => Effect.Effect<number, SqlError>
+  readonly setQueuePaused: (queue: string, paused: boolean) => Effect.Effect<void, SqlError>
+  readonly pausedQueues: Effect.Effect<ReadonlyArray<string>, SqlError>
+  /** Advance the schedule's last tick if `tick` is later; true when this call advanced it. */
+  readonly advanceCronTick: (schedule: string, tick: number) => Effect.Effect<boolean, SqlError>
+  readonly cronLastTicks: Effect.Effect<ReadonlyArray<{ readonly schedule: string; readonly tick: number | string }>, SqlError>
+  readonly withTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+  /** Tell other processes about new work or a cancellation (PostgreSQL); a no-op where there are none to tell. */
+  readonly notifyWakeup: (queues: ReadonlyArray<string>) => Effect.Effect<void, SqlError>
+  readonly notifyCancel: (id: string) => Effect.Effect<void, SqlError>
+  /** Signals from other processes, when the database can carry them. */
+  readonly signals: Stream.Stream<Signal, SqlError, Scope.Scope> | undefined
+}

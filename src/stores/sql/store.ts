@@ -1,0 +1,278 @@
+/**
+ * The SQL job store: the logic shared by every SQL database, over the statements of one
+ * `Dialect`. Time comes from `Clock` and is passed to every statement.
+ */
+import type { SqlError } from "@effect/sql/SqlError"
+import { Clock, Deferred, Duration, Effect, Option, PubSub, Stream } from "effect"
+import { StoreError } from "../../Errors.js"
+import type {
+  AttemptError,
+  CronTick,
+  InsertResult,
+  JobInsert,
+  JobRecord,
+  JobState,
+  JobStoreShape,
+  Settlement,
+  Trigger
+} from "../../JobStore.js"
+import type { Dialect, InsertRow, JobRow, SettleRow } from "./dialect.js"
+
+const num = (value: number | string | bigint | null): number | null => value === null ? null : Number(value)
+
+export const toRecord = (row: JobRow): JobRecord => ({
+  id: String(row.id),
+  name: row.name,
+  queue: row.queue,
+  state: row.state as JobState,
+  payload: row.payload,
+  priority: Number(row.priority),
+  attempt: Number(row.attempt),
+  maxAttempts: Number(row.max_attempts),
+  trigger: row.trigger as Trigger,
+  tenantId: row.tenant_id,
+  metadata: row.metadata === null ? {} : JSON.parse(row.metadata),
+  uniqueKey: row.unique_key,
+  traceContext: row.trace_context,
+  enqueuedAt: Number(row.enqueued_at),
+  runAt: Number(row.run_at),
+  attemptedAt: num(row.attempted_at),
+  finishedAt: num(row.finished_at),
+  leaseToken: Number(row.lease_token),
+  leaseExpiresAt: num(row.lease_expires_at),
+  workerId: row.worker_id,
+  cancelRequested: Boolean(row.cancel_requested),
+  errors: (typeof row.errors === "string" ? JSON.parse(row.errors) : row.errors) as ReadonlyArray<AttemptError>,
+  result: row.result
+})
+
+const claimOrder = (a: JobRecord, b: JobRecord) =>
+  a.priority - b.priority || a.runAt - b.runAt || Number(a.id) - Number(b.id)
+
+/** Job ids are integers in every SQL store; anything else names no job. */
+const isJobId = (id: string) => /^\d{1,18}$/.test(id)
+
+const settleRow = (settlement: Settlement, now: number): SettleRow => {
+  const base = { id: settlement.id, token: settlement.token, give_back: 0, run_at: null, result: null, error: null }
+  switch (settlement._tag) {
+    case "Complete":
+      return { ...base, state: "completed", result: settlement.result }
+    case "Retry":
+      return { ...base, state: "retryable", run_at: settlement.runAt, error: settlement.error }
+    case "Discard":
+      return { ...base, state: "discarded", error: settlement.error }
+    case "Cancel":
+      return { ...base, state: "cancelled", error: { kind: "interrupted", at: now, message: settlement.reason } }
+    case "Snooze":
+      return { ...base, state: "scheduled", give_back: 1, run_at: settlement.runAt }
+    case "Release":
+      return { ...base, state: "available", give_back: 1, run_at: now }
+  }
+}
+
+export const makeSqlStore = (dialect: Dialect) =>
+  Effect.gen(function*() {
+    const wakeups = yield* PubSub.unbounded<string>()
+    const cancellations = yield* PubSub.unbounded<string>()
+
+    const op = <A>(name: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, StoreError> =>
+      Effect.mapError(effect, (cause) => new StoreError({ op: name, cause }))
+
+    const wake = (queues: Iterable<string>) =>
+      Effect.forEach(new Set(queues), (queue) => PubSub.publish(wakeups, queue), { discard: true })
+
+    // Other processes' news (PostgreSQL): new work, cancellations, and after a reconnection a
+    // wake-up for every queue, since anything sent while disconnected was lost.
+    if (dialect.signals !== undefined) {
+      const connected = yield* Deferred.make<void>()
+      yield* dialect.signals.pipe(
+        Stream.runForEach((signal) => {
+          switch (signal._tag) {
+            case "Wakeup":
+              return PubSub.publish(wakeups, signal.queue)
+            case "Cancel":
+              return PubSub.publish(cancellations, signal.id)
+            case "Connected":
+              return Effect.zipRight(Deferred.succeed(connected, undefined), PubSub.publish(wakeups, "*"))
+          }
+        }),
+        Effect.catchAllCause((cause) => Effect.logWarning("store signals stopped; workers fall back to polling", cause)),
+        Effect.annotateLogs({ module: "JobStore" }),
+        Effect.forkScoped
+      )
+      const ready = yield* Deferred.await(connected).pipe(Effect.timeout(Duration.seconds(5)), Effect.option)
+      if (Option.isNone(ready)) yield* Effect.logWarning("not listening for notifications yet; polling meanwhile")
+    }
+
+    const insert = (jobs: ReadonlyArray<JobInsert>) =>
+      Effect.gen(function*() {
+        if (jobs.length === 0) return []
+        const now = yield* Clock.currentTimeMillis
+        const rows: Array<InsertRow> = jobs.map((job, ord) => ({
+          ord,
+          name: job.name,
+          queue: job.queue,
+          payload: job.payload,
+          priority: job.priority,
+          max_attempts: job.maxAttempts,
+          trigger: job.trigger,
+          tenant_id: job.tenantId,
+          metadata: job.metadata,
+          unique_key: job.uniqueKey,
+          trace_context: job.traceContext,
+          run_at: job.runAt
+        }))
+        // Inserted rows come back in input order; a row whose unique key was live (in the
+        // database, or earlier in this batch) is skipped by the unique index and answered with
+        // the live job instead.
+        const inserted = yield* dialect.insert(rows, now)
+        const insertedKeys = new Set(inserted.flatMap((row) => row.unique_key === null ? [] : [row.unique_key]))
+        const results: Array<InsertResult | string> = []
+        let next = 0
+        for (const job of jobs) {
+          if (job.uniqueKey === null || insertedKeys.delete(job.uniqueKey)) {
+            results.push({ id: String(inserted[next++]!.id), inserted: true })
+          } else {
+            results.push(job.uniqueKey)
+          }
+        }
+        const duplicateKeys = results.filter((r): r is string => typeof r === "string")
+        const live = duplicateKeys.length === 0
+          ? new Map<string, string>()
+          : new Map((yield* dialect.liveByUniqueKey(duplicateKeys)).map((row) => [row.unique_key, String(row.id)]))
+        yield* wake(jobs.map((job) => job.queue))
+        return results.map((r): InsertResult => {
+          if (typeof r !== "string") return r
+          const id = live.get(r)
+          // Unreachable unless the live job finished between the two statements: report it as is.
+          return { id: id ?? "", inserted: false }
+        })
+      }).pipe(Effect.mapError((cause) => new StoreError({ op: "insert", cause })))
+
+    const store: JobStoreShape = {
+      insert,
+      claim: (request) =>
+        Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const queues = request.queues.filter((slot) => slot.limit > 0)
+          if (queues.length === 0) return { jobs: [], nextRunAt: null }
+          const rows = yield* dialect.claim({
+            queues,
+            now,
+            leaseExpiresAt: now + Duration.toMillis(request.leaseDuration),
+            workerId: request.workerId
+          })
+          if (rows.length > 0) return { jobs: rows.map(toRecord).sort(claimOrder), nextRunAt: null }
+          const nextRunAt = yield* dialect.nextRunAt(queues.map((slot) => slot.queue), now)
+          return { jobs: [], nextRunAt }
+        }).pipe(Effect.mapError((cause) => new StoreError({ op: "claim", cause }))),
+      settle: (settlements) =>
+        Effect.gen(function*() {
+          if (settlements.length === 0) return []
+          const now = yield* Clock.currentTimeMillis
+          const applied = yield* dialect.settle(settlements.map((s) => settleRow(s, now)), now)
+          const ids = new Set(applied.map((row) => `${row.id}:${row.lease_token}`))
+          const released = applied.filter((row) => row.state === "available").map((row) => row.queue)
+          if (released.length > 0) {
+            yield* wake(released)
+            yield* dialect.notifyWakeup([...new Set(released)])
+          }
+          return settlements.map((s) => ids.has(`${s.id}:${s.token}`))
+        }).pipe(Effect.mapError((cause) => new StoreError({ op: "settle", cause }))),
+      heartbeat: (leases, leaseDuration) =>
+        Effect.gen(function*() {
+          if (leases.length === 0) return { lost: [], cancelRequested: [] }
+          const now = yield* Clock.currentTimeMillis
+          const held = yield* dialect.heartbeat(leases, now + Duration.toMillis(leaseDuration))
+          const stillHeld = new Set(held.map((row) => `${row.id}:${row.lease_token}`))
+          return {
+            lost: leases.filter((lease) => !stillHeld.has(`${lease.id}:${lease.token}`)).map((lease) => lease.id),
+            cancelRequested: held.filter((row) => Boolean(row.cancel_requested)).map((row) => String(row.id))
+          }
+        }).pipe(Effect.mapError((cause) => new StoreError({ op: "heartbeat", cause }))),
+      rescue: Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* dialect.rescue(now)
+        return {
+          retried: rows.filter((row) => row.state === "retryable").map((row) => String(row.id)),
+          discarded: rows.filter((row) => row.state === "discarded").map((row) => String(row.id))
+        }
+      }).pipe(Effect.mapError((cause) => new StoreError({ op: "rescue", cause }))),
+      get: (id) =>
+        isJobId(id)
+          ? op("get", Effect.map(dialect.get(id), (rows) => Option.map(Option.fromNullable(rows[0]), toRecord)))
+          : Effect.succeed(Option.none()),
+      list: (filter) => op("list", Effect.map(dialect.list(filter), (rows) => rows.map(toRecord))),
+      counts: op(
+        "counts",
+        Effect.map(dialect.counts, (rows) =>
+          rows.map((row) => ({ queue: row.queue, state: row.state as JobState, count: Number(row.count) })))
+      ),
+      finishedCounts: ({ bucketMillis, since }) =>
+        op(
+          "finishedCounts",
+          Effect.map(dialect.finishedCounts(since, bucketMillis), (rows) =>
+            rows.map((row) => ({
+              bucket: Number(row.bucket),
+              state: row.state as "completed" | "cancelled" | "discarded",
+              count: Number(row.count)
+            })))
+        ),
+      cancel: (id) =>
+        Effect.gen(function*() {
+          if (!isJobId(id)) return Option.none()
+          const now = yield* Clock.currentTimeMillis
+          const [row] = yield* dialect.cancel(id, now)
+          if (row === undefined) return Option.map(Option.fromNullable((yield* dialect.get(id))[0]), toRecord)
+          const job = toRecord(row)
+          if (job.state === "running") {
+            yield* PubSub.publish(cancellations, job.id)
+            yield* dialect.notifyCancel(job.id)
+          }
+          return Option.some(job)
+        }).pipe(Effect.mapError((cause) => new StoreError({ op: "cancel", cause }))),
+      retry: (id) =>
+        Effect.gen(function*() {
+          if (!isJobId(id)) return Option.none()
+          const now = yield* Clock.currentTimeMillis
+          const [row] = yield* dialect.retry(id, now)
+          if (row === undefined) return Option.map(Option.fromNullable((yield* dialect.get(id))[0]), toRecord)
+          yield* wake([row.queue])
+          yield* dialect.notifyWakeup([row.queue])
+          return Option.some(toRecord(row))
+        }).pipe(Effect.mapError((cause) => new StoreError({ op: "retry", cause }))),
+      prune: ({ finishedBefore, limit }) =>
+        op(
+          "prune",
+          dialect.prune({
+            completed: finishedBefore.completed ?? null,
+            cancelled: finishedBefore.cancelled ?? null,
+            discarded: finishedBefore.discarded ?? null
+          }, limit)
+        ),
+      setQueuePaused: (queue, paused) =>
+        op(
+          "setQueuePaused",
+          Effect.zipRight(
+            dialect.setQueuePaused(queue, paused),
+            paused ? Effect.void : Effect.zipRight(wake([queue]), dialect.notifyWakeup([queue]))
+          )
+        ),
+      pausedQueues: op("pausedQueues", dialect.pausedQueues),
+      enqueueCronTick: (tick: CronTick) =>
+        dialect.withTransaction(Effect.gen(function*() {
+          const won = yield* dialect.advanceCronTick(tick.schedule, tick.tick)
+          if (!won) return Option.none()
+          const [result] = yield* insert([tick.job])
+          return Option.some(result!)
+        })).pipe(Effect.mapError((cause) => cause instanceof StoreError ? cause : new StoreError({ op: "enqueueCronTick", cause }))),
+      cronLastTicks: op(
+        "cronLastTicks",
+        Effect.map(dialect.cronLastTicks, (rows) => rows.map((row) => ({ schedule: row.schedule, tick: Number(row.tick) })))
+      ),
+      subscribeWakeups: Effect.map(PubSub.subscribe(wakeups), (queue) => Stream.fromQueue(queue)),
+      subscribeCancellations: Effect.map(PubSub.subscribe(cancellations), (queue) => Stream.fromQueue(queue))
+    }
+    return store
+  })
+

@@ -1,0 +1,4 @@
+import { jobStoreSuite } from "./conformance/jobStoreSuite.js"
+import { pgStoreLayer } from "./databases.js"
+
+jobStoreSuite("postgresql", pgStoreLayer())
