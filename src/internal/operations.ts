@@ -3,7 +3,7 @@
  * same things: jobs as views (payloads hidden when configured), queues with counts by state and
  * paused status, cron schedules with their next run, and throughput over a window.
  */
-import { Clock, Cron, DateTime, Duration, Effect, Either, Option, Schema } from "effect"
+import { Clock, Cron, DateTime, Duration, Effect, Either, Option, ParseResult, Schema } from "effect"
 import {
   AttemptErrorView,
   CronView,
@@ -210,7 +210,14 @@ export const makeOperations = (options: OperationsOptions = {}) =>
           const job = definitions.get(name)
           if (job === undefined) return yield* new UnknownJob({ name })
           const payload = yield* Schema.decodeUnknown(job.payload)(request.payload).pipe(
-            Effect.mapError((error) => new InvalidPayload({ job: name, message: error.message }))
+            Effect.mapError((error) =>
+              new InvalidPayload({
+                job: name,
+                message: ParseResult.ArrayFormatter.formatErrorSync(error)
+                  .map((issue) => `${issue.path.length === 0 ? "payload" : issue.path.join(".")}: ${issue.message}`)
+                  .join("; ")
+              })
+            )
           )
           const [result] = yield* client.enqueueMany(job, [{
             payload,
