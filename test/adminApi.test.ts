@@ -2,7 +2,7 @@ import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Duration, Effect, Layer, Logger, Redacted, Schema } from "effect"
-import { Job, JobStore, Settlement } from "conveyor"
+import { Job, JobStore, Settlement, StoreError } from "conveyor"
 import { AdminApi, AdminServer } from "conveyor/admin"
 
 const token = Redacted.make("test-token-0123456789abcdef")
@@ -215,6 +215,32 @@ describe("admin API without a token", () => {
         expect(page.status).toBe(200)
         expect(page.headers["content-security-policy"]).toContain("default-src 'none'")
         expect(yield* page.text).toContain("<title>Conveyor</title>")
+      }))
+  })
+})
+
+/** The memory store, except that reads fail as if the database were down. */
+const UnreachableStore = Layer.effect(
+  JobStore,
+  Effect.map(JobStore, (store) => {
+    const down = (op: string) => Effect.fail(new StoreError({ op, cause: new Error("connection refused") }))
+    return { ...store, pausedQueues: down("pausedQueues"), counts: down("counts"), list: () => down("list") }
+  })
+).pipe(Layer.provide(JobStore.layerMemory))
+
+describe("admin API over an unreachable store", () => {
+  layer(
+    AdminServer.layerHttp({ token }).pipe(Layer.provideMerge(NodeHttpServer.layerTest), Layer.provide(UnreachableStore)),
+    { excludeTestServices: true }
+  )((it) => {
+    it.effect("is not ready, and answers 503 without the store's details", () =>
+      Effect.gen(function*() {
+        const api = yield* AdminApi.client({ token })
+        expect(yield* Effect.flip(api.health.readyz())).toMatchObject({ _tag: "NotReady", store: "unreachable" })
+        const error = yield* Effect.flip(api.jobs.list({ urlParams: {} }))
+        expect(error).toMatchObject({ _tag: "StoreUnavailable" })
+        expect(JSON.stringify(error)).not.toContain("connection refused")
+        expect(yield* api.health.healthz()).toEqual({ status: "ok" })
       }))
   })
 })

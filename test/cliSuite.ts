@@ -23,11 +23,14 @@ export interface CliTarget {
 
 const text = <E>(stream: Stream.Stream<Uint8Array, E>) => stream.pipe(Stream.decodeText(), Stream.mkString)
 
-const command = (target: CliTarget, args: ReadonlyArray<string>) =>
+/** Only the environment matters to a child process. */
+type CliEnv = Pick<CliTarget, "env">
+
+const command = (target: CliEnv, args: ReadonlyArray<string>) =>
   Command.make(process.execPath, bin, ...args).pipe(Command.env({ NO_COLOR: "1", ...target.env }))
 
 /** Run `conveyor ...args` to the end. */
-export const conveyor = (target: CliTarget, ...args: ReadonlyArray<string>) =>
+export const conveyor = (target: CliEnv, ...args: ReadonlyArray<string>) =>
   Effect.scoped(Effect.gen(function*() {
     const proc = yield* Command.start(command(target, args))
     const [stdout, stderr, exitCode] = yield* Effect.all([text(proc.stdout), text(proc.stderr), proc.exitCode], {
@@ -37,7 +40,7 @@ export const conveyor = (target: CliTarget, ...args: ReadonlyArray<string>) =>
   }))
 
 /** Expect success and return stdout. */
-const ok = (target: CliTarget, ...args: ReadonlyArray<string>) =>
+const ok = (target: CliEnv, ...args: ReadonlyArray<string>) =>
   Effect.map(conveyor(target, ...args), (result) => {
     expect(result.stderr, `conveyor ${args.join(" ")}`).toBe("")
     expect(result.exitCode).toBe(0)
@@ -45,13 +48,31 @@ const ok = (target: CliTarget, ...args: ReadonlyArray<string>) =>
   })
 
 /** Expect a one-line error and a non-zero exit. */
-const fails = (target: CliTarget, ...args: ReadonlyArray<string>) =>
+const fails = (target: CliEnv, ...args: ReadonlyArray<string>) =>
   Effect.map(conveyor(target, ...args), (result) => {
     expect(result.exitCode, `conveyor ${args.join(" ")}`).not.toBe(0)
     expect(result.stdout).toBe("")
     expect(result.stderr).not.toMatch(/^\s+at /m) // never a stack trace
     return result
   })
+
+/** Expect exit code 1 and exactly one line on stderr, matching `message`. */
+export const expectOneLineError = (target: CliEnv, args: ReadonlyArray<string>, message: RegExp) =>
+  Effect.map(fails(target, ...args), (result) => {
+    expect(result.exitCode, args.join(" ")).toBe(1)
+    expect(Str.trim(result.stderr).split("\n"), args.join(" ")).toHaveLength(1)
+    expect(result.stderr).toMatch(message)
+  })
+
+export { fails }
+
+
+const storeCases: ReadonlyArray<[ReadonlyArray<string>, RegExp]> = [
+  [["enqueue", "flaky", "{\"fail\":\"yes\"}", "--module", workerModule], /invalid payload for job "flaky": fail: Expected boolean/],
+  [["enqueue", "nope", "{}", "--module", workerModule], /no job definition named "nope"/],
+  [["jobs", "show", "123456789"], /no job with id 123456789/],
+  [["jobs", "retry", "123456789"], /no job with id 123456789/]
+]
 
 const idOf = (output: string) => /enqueued job (\S+)/.exec(output)![1]!
 
@@ -121,34 +142,22 @@ export const cliSuite = (name: string, makeTarget: () => CliTarget) => {
           yield* ok(target, "queues", "resume", "cli-reports")
           expect(JSON.parse(yield* ok(target, "queues", "list", "--json")).find((q: { queue: string }) => q.queue === "cli-reports").paused)
             .toBe(false)
-          const stats = JSON.parse(yield* ok(target, "stats", "--json"))
+          const [statsOutput, cronOutput] = yield* Effect.all(
+            [ok(target, "stats", "--json"), ok(target, "cron", "list", "--json", "--module", workerModule)],
+            { concurrency: 2 }
+          )
+          const stats = JSON.parse(statsOutput)
           expect(stats.totals.scheduled).toBeGreaterThanOrEqual(1)
           expect(stats.throughput).toHaveLength(60)
-          const cron = JSON.parse(yield* ok(target, "cron", "list", "--json", "--module", workerModule))
+          const cron = JSON.parse(cronOutput)
           expect(cron).toEqual([expect.objectContaining({ schedule: "nightly-flaky", expression: "0 3 * * *", lastTick: null })])
           expect(cron[0].nextRun).toMatch(/T03:00:00/)
         }), 60_000)
 
-      it.effect("answers bad input with one line and a non-zero exit", () =>
-        Effect.gen(function*() {
-          const cases: ReadonlyArray<[ReadonlyArray<string>, RegExp]> = [
-            [["enqueue", "flaky", "{not json"], /payload is not valid JSON/],
-            [["enqueue", "flaky", "{\"fail\":\"yes\"}", "--module", workerModule], /invalid payload for job "flaky": fail: Expected boolean/],
-            [["enqueue", "nope", "{}", "--module", workerModule], /no job definition named "nope"/],
-            [["enqueue", "bad name", "{}"], /invalid job name/],
-            [["queues", "pause", "no/slashes"], /invalid queue name/],
-            [["jobs", "show", "123456789"], /no job with id 123456789/],
-            [["jobs", "list", "--limit", "0"], /--limit must be between 1 and 500/],
-            [["jobs", "list", "--database-url", "mysql://localhost/x"], /bad database URL/]
-          ]
-          for (const [args, message] of cases) {
-            const result = yield* fails(target, ...args)
-            expect(result.exitCode, args.join(" ")).toBe(1)
-            expect(Str.trim(result.stderr).split("\n"), args.join(" ")).toHaveLength(1)
-            expect(result.stderr).toMatch(message)
-          }
-          const usage = yield* fails(target, "jobs", "frobnicate")
-          expect(usage.exitCode).toBe(2)
+      it.effect("answers bad input about the store's jobs with one line and a non-zero exit", () =>
+        Effect.forEach(storeCases, ([args, message]) => expectOneLineError(target, args, message), {
+          concurrency: 3,
+          discard: true
         }), 90_000)
     })
   })

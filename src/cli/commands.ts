@@ -57,7 +57,7 @@ const loadModule = (file: string) =>
     })
     const candidate = loaded.default as Partial<WorkerModule> | undefined
     if (candidate === undefined || candidate === null || !Array.isArray(candidate.handlers)) {
-      return yield* new BadWorkerModule({ path: file, reason: "its default export is not a worker (export default Cli.defineWorker({ handlers }))" })
+      return yield* new BadWorkerModule({ path: file, reason: "its default export is not a worker (export default defineWorker({ handlers }) from \"conveyor/cli\")" })
     }
     return candidate as WorkerModule
   })
@@ -377,9 +377,10 @@ const worker = Command.make(
   (args) =>
     Effect.gen(function*() {
       const module = yield* loadModule(args.module)
-      const adminSettings = yield* AdminServer.config
       const adminPortConfigured = yield* Config.option(Config.port("CONVEYOR_ADMIN_PORT"))
       const adminWanted = Option.isSome(args.adminPort) || Option.isSome(adminPortConfigured)
+      // Admin settings (the token above all) are read, and checked, only when the server is wanted.
+      const adminSettings = adminWanted ? yield* AdminServer.config : {}
       const concurrency = Option.getOrUndefined(args.concurrency)
       if (concurrency !== undefined && concurrency < 1) return yield* new BadInput({ message: "--concurrency must be at least 1" })
 
