@@ -25,6 +25,7 @@ import { type Effect, Option, Redacted, Schema } from "effect"
 import { InvalidName, InvalidPayload, JobNotFound, PayloadTooLarge } from "./Errors.js"
 import { JobState, Trigger } from "./JobStore.js"
 import { namePattern } from "./internal/names.js"
+import { contentType as prometheusContentType } from "./internal/prometheus.js"
 
 // --- inputs -----------------------------------------------------------------------------------
 
@@ -214,7 +215,7 @@ export class HealthGroup extends HttpApiGroup.make("health")
   .add(HttpApiEndpoint.get("readyz", "/readyz").addSuccess(Readiness).addError(NotReady))
   .add(
     HttpApiEndpoint.get("metrics", "/metrics")
-      .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+      .addSuccess(HttpApiSchema.Text({ contentType: prometheusContentType }))
   )
   .annotate(OpenApi.Description, "Liveness, readiness and Prometheus metrics; no authentication.")
 {}

@@ -18,6 +18,7 @@ import { Config, type ConfigError, Context, Effect, Layer, Option, Redacted } fr
 import type { AnyJob } from "./Job.js"
 import type { JobStore } from "./JobStore.js"
 import { isLoopbackHost, serverLayer } from "./http/server.js"
+import { prometheusText } from "./internal/prometheus.js"
 import type { ScheduleDescription } from "./internal/operations.js"
 
 export type { ScheduleDescription }
@@ -44,11 +45,11 @@ export interface AdminServerOptions {
 export const defaultPort = 9400
 
 /**
- * Where `/metrics` gets its text. A telemetry layer may provide it; until one does, the route
- * answers with a comment saying so.
+ * Where `/metrics` gets its text: by default every Effect metric in the process (the job and
+ * messaging metrics of `Telemetry`) as Prometheus text; provide another source to replace it.
  */
 export class MetricsText extends Context.Reference<MetricsText>()("conveyor/AdminServer/MetricsText", {
-  defaultValue: (): Effect.Effect<string> => Effect.succeed("# no metrics exporter is configured in this process\n")
+  defaultValue: (): Effect.Effect<string> => prometheusText
 }) {}
 
 /** What the admin app needs from the HTTP server it runs on. */

@@ -13,7 +13,9 @@ import {
 } from "./Errors.js"
 import type { AnyJob, AnySchema, Job } from "./Job.js"
 import { JobStore, type JobInsert, type JobRecord, type Trigger } from "./JobStore.js"
+import * as Metrics from "./internal/metrics.js"
 import { validateName } from "./internal/names.js"
+import { withSendSpan } from "./internal/tracing.js"
 
 export interface EnqueueOptions {
   /** Run at this time (or later). */
@@ -71,6 +73,22 @@ const encodeJson = (job: AnyJob, value: unknown) =>
     Effect.map((encoded) => JSON.stringify(encoded))
   )
 
+/** Calls `record` once per queue among `inserts` (nearly always one) with how many went there. */
+const forEachQueue = (
+  jobName: string,
+  inserts: ReadonlyArray<JobInsert>,
+  record: (series: Metrics.JobSeries, count: number) => void
+) => {
+  const first = inserts[0]
+  if (first === undefined) return
+  if (inserts.every((insert) => insert.queue === first.queue)) {
+    return record(Metrics.seriesOf(first.queue, jobName), inserts.length)
+  }
+  const counts = new Map<string, number>()
+  for (const insert of inserts) counts.set(insert.queue, (counts.get(insert.queue) ?? 0) + 1)
+  for (const [queue, count] of counts) record(Metrics.seriesOf(queue, jobName), count)
+}
+
 export const make = (options: JobClientOptions = {}) =>
   Effect.gen(function*() {
     const store = yield* JobStore
@@ -87,7 +105,7 @@ export const make = (options: JobClientOptions = {}) =>
         const runAt = opts.runAt !== undefined
           ? DateTime.toEpochMillis(DateTime.unsafeMake(opts.runAt))
           : opts.delay !== undefined
-          ? now + Duration.toMillis(opts.delay)
+          ? now + Math.ceil(Duration.toMillis(opts.delay))
           : now
         const insert: JobInsert = {
           name: job.name,
@@ -100,18 +118,31 @@ export const make = (options: JobClientOptions = {}) =>
           tenantId: opts.tenantId ?? null,
           metadata: opts.metadata === undefined ? null : JSON.stringify(opts.metadata),
           uniqueKey: opts.uniqueKey ?? (job.uniqueKey ? `${job.name}:${job.uniqueKey(payload)}` : null),
+          // Set by the send span around the insert.
           traceContext: null
         }
         return insert
       })
+
+    /** Insert in a producer span whose trace context each job keeps; count what was sent. */
+    const send = (jobName: string, inserts: ReadonlyArray<JobInsert>) =>
+      withSendSpan(inserts, store.insert).pipe(
+        Effect.tapBoth({
+          onSuccess: () => Effect.sync(() => forEachQueue(jobName, inserts, Metrics.recordSent)),
+          onFailure: (error) =>
+            Effect.sync(() =>
+              forEachQueue(jobName, inserts, (series, count) => Metrics.recordSendFailed(series, count, error._tag))
+            )
+        })
+      )
 
     const enqueueMany: JobClientShape["enqueueMany"] = (job, items) =>
       Effect.gen(function*() {
         yield* validateName("job", job.name)
         const now = yield* Clock.currentTimeMillis
         const inserts = yield* Effect.forEach(items, (item) => toInsert(job, item.payload, item.options ?? {}, now))
-        return yield* store.insert(inserts)
-      }).pipe(Effect.withSpan("conveyor.enqueue", { attributes: { "conveyor.job.name": job.name } }))
+        return yield* send(job.name, inserts)
+      })
 
     const enqueue: JobClientShape["enqueue"] = (job, payload, opts) =>
       Effect.map(enqueueMany(job, [opts === undefined ? { payload } : { payload, options: opts }]), (results) => results[0]!.id)

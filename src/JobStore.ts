@@ -14,9 +14,10 @@
  * A `scheduled` or `retryable` job becomes claimable once its run-at has passed; there is no
  * separate promotion step.
  */
-import { Context, Data, type Duration, type Effect, Layer, type Option, Schema, type Scope, type Stream } from "effect"
+import { Context, Data, type Duration, Effect, Layer, type Option, Schema, type Scope, type Stream } from "effect"
 import type { StoreError } from "./Errors.js"
 import { makeMemoryStore } from "./stores/memory.js"
+import { tracedStore } from "./internal/tracedStore.js"
 
 export const JobState = Schema.Literal(
   "scheduled",
@@ -265,5 +266,5 @@ export interface JobStoreShape {
 
 export class JobStore extends Context.Tag("conveyor/JobStore")<JobStore, JobStoreShape>() {
   /** A store in memory, faithful to the SQL stores' semantics: for tests and trials. */
-  static readonly layerMemory: Layer.Layer<JobStore> = Layer.scoped(JobStore, makeMemoryStore)
+  static readonly layerMemory: Layer.Layer<JobStore> = Layer.scoped(JobStore, Effect.map(makeMemoryStore, (store) => tracedStore(store)))
 }

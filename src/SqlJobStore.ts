@@ -16,6 +16,7 @@ import type { Dialect } from "./stores/sql/dialect.js"
 import { makePgDialect } from "./stores/sql/pg.js"
 import { makeSqliteDialect } from "./stores/sql/sqlite.js"
 import { makeSqlStore } from "./stores/sql/store.js"
+import { tracedStore } from "./internal/tracedStore.js"
 
 export interface SqlJobStoreOptions {
   /** PostgreSQL schema for the tables. Default `"conveyor"`. */
@@ -64,7 +65,8 @@ export const make = (options: SqlJobStoreOptions = {}) =>
         )
       }
     }
-    return yield* makeSqlStore(dialect)
+    // Traced here, once, at the boundary: the dialects stay free of telemetry.
+    return tracedStore(yield* makeSqlStore(dialect), { system: dialect.name === "pg" ? "postgresql" : "sqlite" })
   })
 
 /** The job store over the `SqlClient` in context. */

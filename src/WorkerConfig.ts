@@ -28,6 +28,23 @@ export interface WorkerSettings {
   readonly shutdownGrace: Duration.Duration
   /** Identifies this worker in the store and logs. Default: host, pid and a random suffix. */
   readonly workerId: string | undefined
+  /**
+   * How long finished jobs are kept before the pruner deletes them, per final state.
+   * Default: completed and cancelled 1 day, discarded 7 days. `Duration.infinity` keeps them.
+   */
+  readonly retention: {
+    readonly completed: Duration.Duration
+    readonly cancelled: Duration.Duration
+    readonly discarded: Duration.Duration
+  }
+  /** How often the pruner runs. Default 1 minute. */
+  readonly pruneInterval: Duration.Duration
+  /**
+   * How each attempt's `process` span relates to the `send` span that enqueued the job:
+   * `"link"` (default, per OpenTelemetry's messaging conventions) starts a trace of its own with
+   * a span link; `"parent"` makes it a child, so producer and job share one trace.
+   */
+  readonly producerSpan: "link" | "parent"
 }
 
 export const defaults: WorkerSettings = {
@@ -40,7 +57,10 @@ export const defaults: WorkerSettings = {
   heartbeatInterval: Duration.seconds(10),
   rescueInterval: Duration.seconds(15),
   shutdownGrace: Duration.seconds(25),
-  workerId: undefined
+  workerId: undefined,
+  retention: { completed: Duration.days(1), cancelled: Duration.days(1), discarded: Duration.days(7) },
+  pruneInterval: Duration.minutes(1),
+  producerSpan: "link"
 }
 
 export class WorkerConfig extends Context.Reference<WorkerConfig>()("conveyor/WorkerConfig", {
@@ -48,13 +68,29 @@ export class WorkerConfig extends Context.Reference<WorkerConfig>()("conveyor/Wo
 }) {}
 
 export type WorkerOptions = Partial<
-  Omit<WorkerSettings, "pollInterval" | "minPollInterval" | "leaseDuration" | "heartbeatInterval" | "rescueInterval" | "shutdownGrace"> & {
+  Omit<
+    WorkerSettings,
+    | "pollInterval"
+    | "minPollInterval"
+    | "leaseDuration"
+    | "heartbeatInterval"
+    | "rescueInterval"
+    | "shutdownGrace"
+    | "pruneInterval"
+    | "retention"
+  > & {
     readonly pollInterval: Duration.DurationInput
     readonly minPollInterval: Duration.DurationInput
     readonly leaseDuration: Duration.DurationInput
     readonly heartbeatInterval: Duration.DurationInput
     readonly rescueInterval: Duration.DurationInput
     readonly shutdownGrace: Duration.DurationInput
+    readonly pruneInterval: Duration.DurationInput
+    readonly retention: {
+      readonly completed?: Duration.DurationInput
+      readonly cancelled?: Duration.DurationInput
+      readonly discarded?: Duration.DurationInput
+    }
   }
 >
 
@@ -64,7 +100,8 @@ const durationKeys = [
   "leaseDuration",
   "heartbeatInterval",
   "rescueInterval",
-  "shutdownGrace"
+  "shutdownGrace",
+  "pruneInterval"
 ] as const
 
 /** Settings from options over a base. */
@@ -72,6 +109,15 @@ export const merge = (base: WorkerSettings, options: WorkerOptions): WorkerSetti
   const merged: Record<string, unknown> = { ...base }
   for (const [key, value] of Object.entries(options)) {
     if (value === undefined) continue
+    if (key === "retention") {
+      const retention = value as NonNullable<WorkerOptions["retention"]>
+      merged.retention = {
+        completed: Duration.decode(retention.completed ?? base.retention.completed),
+        cancelled: Duration.decode(retention.cancelled ?? base.retention.cancelled),
+        discarded: Duration.decode(retention.discarded ?? base.retention.discarded)
+      }
+      continue
+    }
     merged[key] = (durationKeys as ReadonlyArray<string>).includes(key) ? Duration.decode(value as Duration.DurationInput) : value
   }
   return merged as unknown as WorkerSettings
@@ -88,7 +134,11 @@ export const config: Config.Config<WorkerSettings> = Config.all({
   leaseDuration: Config.duration("CONVEYOR_LEASE_DURATION").pipe(Config.withDefault(defaults.leaseDuration)),
   heartbeatInterval: Config.duration("CONVEYOR_HEARTBEAT_INTERVAL").pipe(Config.withDefault(defaults.heartbeatInterval)),
   shutdownGrace: Config.duration("CONVEYOR_SHUTDOWN_GRACE").pipe(Config.withDefault(defaults.shutdownGrace)),
-  workerId: Config.string("CONVEYOR_WORKER_ID").pipe(Config.option)
+  workerId: Config.string("CONVEYOR_WORKER_ID").pipe(Config.option),
+  producerSpan: Config.literal("link", "parent")("CONVEYOR_PRODUCER_SPAN").pipe(
+    Config.withDefault(defaults.producerSpan),
+    Config.withDescription("whether a job's process span links to its send span or is its child")
+  )
 }).pipe(Config.map((c) => ({
   ...defaults,
   ...c,

@@ -57,12 +57,14 @@ const rawPost = (path: string, headers: Record<string, string>, body?: unknown) 
 
 describe("admin API with a token", () => {
   layer(serverWith({ token, jobs: [SendEmail], maxBodyBytes: 4096 }), { excludeTestServices: true })((it) => {
+
     it.effect("answers health, readiness, metrics and the OpenAPI document without a token", () =>
       Effect.gen(function*() {
         const api = yield* AdminApi.client()
         expect(yield* api.health.healthz()).toEqual({ status: "ok" })
         expect(yield* api.health.readyz()).toMatchObject({ store: "ok", worker: null })
-        expect(yield* api.health.metrics()).toContain("no metrics exporter")
+        // Effect's metric registry as Prometheus text; the job metrics are there once jobs ran.
+        expect(yield* api.health.metrics()).toMatch(/^# (HELP|TYPE) /m)
         const openapi = yield* HttpClient.get("/openapi.json").pipe(Effect.flatMap((r) => r.json))
         const paths = Object.keys((openapi as { paths: Record<string, unknown> }).paths)
         expect(paths).toEqual(expect.arrayContaining(["/api/jobs", "/api/jobs/{id}/retry", "/api/queues/{queue}/pause", "/healthz"]))
@@ -241,6 +243,16 @@ describe("admin API over an unreachable store", () => {
         expect(error).toMatchObject({ _tag: "StoreUnavailable" })
         expect(JSON.stringify(error)).not.toContain("connection refused")
         expect(yield* api.health.healthz()).toEqual({ status: "ok" })
+      }))
+  })
+})
+
+describe("admin API with its own metrics source", () => {
+  layer(serverWith({ token, metrics: Effect.succeed("custom_jobs_total 7\n") }), { excludeTestServices: true })((it) => {
+    it.effect("serves that source on /metrics", () =>
+      Effect.gen(function*() {
+        const api = yield* AdminApi.client()
+        expect(yield* api.health.metrics()).toBe("custom_jobs_total 7\n")
       }))
   })
 })

@@ -345,6 +345,28 @@ describe("Worker", () => {
       expect(yield* Testing.getJob(id)).toMatchObject({ state: "completed", attempt: 1, errors: [] })
     }).pipe(Effect.provide(Testing.layer)))
 
+  it.scoped("prunes finished jobs once their retention has passed", () =>
+    Effect.gen(function*() {
+      const Short = Job.make({ name: "short", payload: Schema.Struct({}) })
+      const worker = yield* start(Worker.layer({
+        handlers: [Short.handler(() => Effect.void)],
+        retention: { completed: "1 hour" },
+        pruneInterval: "1 minute",
+        // Fewer wake-ups while the TestClock jumps an hour ahead.
+        pollInterval: "5 minutes",
+        heartbeatInterval: "5 minutes",
+        rescueInterval: "5 minutes"
+      }))
+      const done = yield* finishedJobs(worker, 1)
+      const id = yield* JobClient.pipe(Effect.flatMap((client) => client.enqueue(Short, {})))
+      yield* done
+      const store = yield* JobStore
+      yield* TestClock.adjust("59 minutes")
+      expect(Option.isSome(yield* store.get(id))).toBe(true)
+      yield* TestClock.adjust("2 minutes")
+      expect(yield* store.get(id)).toEqual(Option.none())
+    }).pipe(Effect.provide(Testing.layer)))
+
   it.scoped("lets a process service be swapped for a test layer", () =>
     Effect.gen(function*() {
       class Mailer extends Context.Tag("Mailer")<Mailer, { readonly send: (to: string) => Effect.Effect<void> }>() {}

@@ -45,6 +45,7 @@ export const runAttempt = (
   const job = handler.job
   const scoped = Effect.gen(function*() {
     const payload = yield* decodePayload(job, record.payload)
+    if ((jobLayer as unknown) === Layer.empty) return yield* handler.run(payload)
     const services = yield* Layer.build(jobLayer)
     return yield* Effect.provide(handler.run(payload), services)
   }).pipe(Effect.provideService(JobContext, context), Effect.scoped)
@@ -102,7 +103,7 @@ export const settlementFor = (
     let error: AttemptError
     if (Option.isSome(failure)) {
       const e = failure.value
-      if (e instanceof JobSnooze) return Settlement.Snooze({ ...lease, runAt: now + Duration.toMillis(e.delay) })
+      if (e instanceof JobSnooze) return Settlement.Snooze({ ...lease, runAt: now + Math.ceil(Duration.toMillis(e.delay)) })
       if (e instanceof JobCancel) return Settlement.Cancel({ ...lease, reason: e.reason })
       if (e instanceof InvalidPayload) {
         // Decoding again would fail again: no retry loop.
@@ -121,6 +122,6 @@ export const settlementFor = (
     const delay = yield* Backoff.delayAfter(job?.backoff ?? Backoff.defaultBackoff, record.attempt)
     return Option.match(delay, {
       onNone: () => Settlement.Discard({ ...lease, error }),
-      onSome: (delay) => Settlement.Retry({ ...lease, runAt: now + Duration.toMillis(delay), error })
+      onSome: (delay) => Settlement.Retry({ ...lease, runAt: now + Math.ceil(Duration.toMillis(delay)), error })
     })
   })

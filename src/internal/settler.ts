@@ -14,7 +14,18 @@ export const makeSettler = (store: JobStoreShape) =>
     const pending = yield* Queue.unbounded<readonly [Settlement, Deferred.Deferred<boolean, StoreError>]>()
 
     const flush = Effect.gen(function*() {
-      const batch = yield* Queue.takeBetween(pending, 1, maxBatch)
+      const first = yield* Queue.take(pending)
+      // Let the jobs finishing right now add theirs, for as long as more keep coming (a few
+      // scheduler turns, no timer): a synchronous driver (SQLite) would otherwise write every
+      // settlement alone, and each write is a commit.
+      let size = 0
+      for (let turn = 0; turn < 16; turn++) {
+        yield* Effect.yieldNow()
+        const now = yield* Queue.size(pending)
+        if (now === size || now >= maxBatch) break
+        size = now
+      }
+      const batch = [first, ...(yield* Queue.takeUpTo(pending, maxBatch - 1))]
       const results = yield* store.settle(Array.from(batch, ([settlement]) => settlement)).pipe(
         Effect.retry(Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))),
         Effect.either

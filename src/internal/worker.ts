@@ -26,8 +26,10 @@ import { JobContext } from "../JobContext.js"
 import { type JobRecord, JobStore, Settlement } from "../JobStore.js"
 import * as WorkerConfig from "../WorkerConfig.js"
 import { runAttempt, settlementFor, type StopReason } from "./attempt.js"
+import * as Metrics from "./metrics.js"
 import { validateName } from "./names.js"
 import { makeSettler } from "./settler.js"
+import { endProcessSpan, makeProcessSpan, outcomeOf } from "./tracing.js"
 
 /** What happened to a job on this worker, for tests, telemetry and tools. */
 export type WorkerEvent = Data.TaggedEnum<{
@@ -97,6 +99,7 @@ export const makeWorker = (
         ))
     )
 
+    let runningCount = 0
     const hold = (record: JobRecord) => {
       held.set(record.id, { record, fiber: undefined, stop: undefined })
       heldByQueue.set(record.queue, (heldByQueue.get(record.queue) ?? 0) + 1)
@@ -115,39 +118,55 @@ export const makeWorker = (
       )
 
     // --- running one job -------------------------------------------------------------------
-    const runJob = (entry: Held): Effect.Effect<void> =>
+    const jobLogAnnotations = (record: JobRecord) => ({
+      jobId: record.id,
+      jobName: record.name,
+      queue: record.queue,
+      attempt: record.attempt,
+      trigger: record.trigger,
+      workerId,
+      ...(record.tenantId === null ? {} : { tenantId: record.tenantId })
+    })
+
+    /** Runs one held job; `freeSlot` gives its concurrency permits back as soon as the handler is done. */
+    const runJob = (entry: Held, freeSlot: Effect.Effect<void>): Effect.Effect<void> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           const record = entry.record
           const handler = byName.get(record.name)
           yield* PubSub.publish(events, WorkerEvent.JobStarted({ job: record }))
-          const attempt = runAttempt(handler, record, jobLayer, JobContext.fromRecord(record, workerId)) as Effect.Effect<
-            unknown,
-            unknown
-          >
-          const exit = yield* Effect.exit(restore(attempt))
+          const span = yield* makeProcessSpan(record, settings.producerSpan, workerId)
+          const series = Metrics.seriesOf(record.queue, record.name)
+          const startedAt = yield* Clock.currentTimeNanos
+          Metrics.recordStarted(series, (Number(startedAt / 1_000_000n) - record.runAt) / 1000)
+          const attempt = Effect.annotateLogs(
+            runAttempt(handler, record, jobLayer, JobContext.fromRecord(record, workerId)) as Effect.Effect<unknown, unknown>,
+            jobLogAnnotations(record)
+          )
+          runningCount++
+          const exit = yield* Effect.exit(restore(Effect.withParentSpan(attempt, span)))
+          runningCount--
+          // The next job may start while this one's settlement is written.
+          yield* freeSlot
           const settlement = yield* settlementFor(record, handler?.job, exit, entry.stop)
+          const endedAt = yield* Clock.currentTimeNanos
+          const outcome = outcomeOf(settlement)
+          endProcessSpan(span, outcome, exit, endedAt)
+          Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
           const applied = settlement === undefined ? false : yield* submit(settlement)
           if (settlement?._tag === "Retry" || settlement?._tag === "Discard") {
             yield* Effect.logWarning(`job attempt failed: ${settlement._tag === "Retry" ? "will retry" : "discarded"}`)
-              .pipe(Effect.annotateLogs({ error: settlement.error.message, module: "Worker" }))
+              .pipe(
+                Effect.annotateLogs({ ...jobLogAnnotations(record), error: settlement.error.message, module: "Worker" }),
+                Effect.withParentSpan(span)
+              )
           }
           unhold(record)
           yield* PubSub.publish(
             events,
             WorkerEvent.JobFinished({ job: record, outcome: settlement?._tag ?? "Lost", applied, exit })
           )
-        }).pipe(
-          Effect.annotateLogs({
-            jobId: entry.record.id,
-            jobName: entry.record.name,
-            queue: entry.record.queue,
-            attempt: entry.record.attempt,
-            trigger: entry.record.trigger,
-            workerId,
-            ...(entry.record.tenantId === null ? {} : { tenantId: entry.record.tenantId })
-          })
-        )
+        })
       )
 
     /** Stop a held job: interrupt it if it runs; if it still waits in a buffer, settle it here. */
@@ -171,16 +190,29 @@ export const makeWorker = (
           const entry = held.get(record.id)
           if (entry === undefined || entry.stop !== undefined) return
           yield* restore(Effect.zipRight(lane.permits.take(1), processPermits.take(1)))
-          const releasePermits = Effect.zipRight(lane.permits.release(1), processPermits.release(1))
+          let released = false
+          const releasePermits = Effect.suspend(() => {
+            if (released) return Effect.void
+            released = true
+            return Effect.zipRight(lane.permits.release(1), processPermits.release(1))
+          })
           if (entry.stop !== undefined) return yield* releasePermits
           // Forked from an uninterruptible region: the job itself must be interruptible again.
-          entry.fiber = yield* FiberSet.run(running, Effect.interruptible(Effect.ensuring(runJob(entry), releasePermits)))
+          entry.fiber = yield* FiberSet.run(
+            running,
+            Effect.interruptible(Effect.ensuring(runJob(entry, releasePermits), releasePermits))
+          )
         })
       ).pipe(Effect.forever)
 
+    // Claim in batches: wait until half the capacity is free (or nothing is left to run) rather
+    // than claiming one job per finished job, which would cost a round trip per job.
+    const refillAt = Math.max(1, Math.ceil(capacity / 2))
     let rotation = 0
     const freeSlots = () => {
-      let remaining = capacity - held.size
+      const free = capacity - held.size
+      if (free < refillAt && held.size > runningCount) return []
+      let remaining = free
       const slots: Array<{ queue: string; limit: number }> = []
       const queues = [...queueLimits]
       rotation = (rotation + 1) % Math.max(1, queues.length)
@@ -252,6 +284,7 @@ export const makeWorker = (
     })
 
     const rescue = store.rescue.pipe(
+      Effect.tap((result) => Effect.sync(() => Metrics.recordRescued(result))),
       Effect.tap(({ discarded, retried }) =>
         retried.length + discarded.length > 0
           ? Effect.logInfo(`rescued ${retried.length + discarded.length} jobs whose lease expired`).pipe(
@@ -260,6 +293,27 @@ export const makeWorker = (
           : Effect.void
       )
     )
+
+    // Deletes finished jobs past their retention, a batch at a time, so no statement runs long.
+    const pruneBatch = 1000
+    const prune = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const cutoff = (keep: Duration.Duration) => Duration.isFinite(keep) ? now - Duration.toMillis(keep) : undefined
+      const finishedBefore = Object.fromEntries(
+        Object.entries(settings.retention).flatMap(([state, keep]) => {
+          const before = cutoff(keep)
+          return before === undefined ? [] : [[state, before]]
+        })
+      )
+      if (Object.keys(finishedBefore).length === 0) return
+      let total = 0
+      while (true) {
+        const deleted = yield* store.prune({ finishedBefore, limit: pruneBatch })
+        total += deleted
+        if (deleted < pruneBatch) break
+      }
+      if (total > 0) yield* Effect.logDebug(`pruned ${total} finished jobs`)
+    })
 
     const every = (interval: Duration.Duration, name: string, task: Effect.Effect<void, unknown>) =>
       task.pipe(
@@ -282,6 +336,7 @@ export const makeWorker = (
     ])
     const heartbeatFiber = yield* every(settings.heartbeatInterval, "heartbeat", heartbeat)
     const rescueFiber = yield* every(settings.rescueInterval, "rescue", rescue)
+    const pruneFiber = yield* every(settings.pruneInterval, "prune", prune)
     const dispatchers = yield* Effect.forEach(lanes.values(), (lane) => Effect.forkScoped(dispatch(lane)))
     const fetcher = yield* Effect.forkScoped(Effect.annotateLogs(fetchLoop, workerLogs))
 
@@ -292,7 +347,7 @@ export const makeWorker = (
     // --- graceful shutdown (runs first: registered last) ---------------------------------------
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        yield* Fiber.interruptAll([fetcher, rescueFiber, ...dispatchers, ...listeners])
+        yield* Fiber.interruptAll([fetcher, rescueFiber, pruneFiber, ...dispatchers, ...listeners])
         const buffered = [...held.values()].filter((entry) => entry.fiber === undefined)
         for (const entry of buffered) unhold(entry.record)
         yield* Effect.forEach(buffered, (entry) => submit(Settlement.Release(leaseOf(entry.record))), {

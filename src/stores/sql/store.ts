@@ -58,13 +58,13 @@ const settleRow = (settlement: Settlement, now: number): SettleRow => {
     case "Complete":
       return { ...base, state: "completed", result: settlement.result }
     case "Retry":
-      return { ...base, state: "retryable", run_at: settlement.runAt, error: settlement.error }
+      return { ...base, state: "retryable", run_at: Math.ceil(settlement.runAt), error: settlement.error }
     case "Discard":
       return { ...base, state: "discarded", error: settlement.error }
     case "Cancel":
       return { ...base, state: "cancelled", error: { kind: "interrupted", at: now, message: settlement.reason } }
     case "Snooze":
-      return { ...base, state: "scheduled", give_back: 1, run_at: settlement.runAt }
+      return { ...base, state: "scheduled", give_back: 1, run_at: Math.ceil(settlement.runAt) }
     case "Release":
       return { ...base, state: "available", give_back: 1, run_at: now }
   }
@@ -120,7 +120,8 @@ export const makeSqlStore = (dialect: Dialect) =>
           metadata: job.metadata,
           unique_key: job.uniqueKey,
           trace_context: job.traceContext,
-          run_at: job.runAt
+          // Columns hold whole milliseconds.
+          run_at: Math.ceil(job.runAt)
         }))
         // Inserted rows come back in input order; a row whose unique key was live (in the
         // database, or earlier in this batch) is skipped by the unique index and answered with

@@ -1,0 +1,4 @@
+// Conveyor on PostgreSQL, for the peer benchmark harness.
+import { makeAdapter } from './conveyor-adapter.mjs'
+const adapter = makeAdapter('pg')
+export const { name, packages, profiles, setup, reset, enqueueOne, enqueueMany, startWorker, countUnfinished, teardown } = adapter
