@@ -103,7 +103,9 @@ export const cliSuite = (name: string, makeTarget: () => CliTarget) => {
       it.scoped("runs a worker that executes, retries and cancels jobs", () =>
         Effect.gen(function*() {
           const worker = yield* Command.start(command(target, ["worker", workerModule, "--concurrency", "4"]))
-          const workerLog = yield* Effect.fork(text(worker.stderr))
+          // The worker logs JSON lines to stdout (the telemetry logger; stdout is not a terminal).
+          const workerLog = yield* Effect.fork(text(worker.stdout))
+          const workerErrors = yield* Effect.fork(text(worker.stderr))
 
           const failing = idOf(yield* ok(target, "enqueue", "flaky", "{\"fail\":true}", "--module", workerModule))
           yield* waitFor(failing, inState("discarded"), "discarded")
@@ -126,7 +128,10 @@ export const cliSuite = (name: string, makeTarget: () => CliTarget) => {
           yield* worker.kill("SIGTERM")
           const exitCode = yield* worker.exitCode.pipe(Effect.timeout(Duration.seconds(20)))
           expect(Number(exitCode)).toBe(0)
-          expect(yield* Fiber.join(workerLog)).toContain("worker stopped")
+          const log = yield* Fiber.join(workerLog)
+          expect(log).toContain("worker stopped")
+          expect(JSON.parse(log.split("\n")[0]!)).toMatchObject({ level: expect.any(String) })
+          expect(yield* Fiber.join(workerErrors)).toBe("")
         }), 120_000)
 
       it.effect("lists, pauses and resumes queues; shows stats and cron schedules", () =>

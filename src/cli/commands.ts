@@ -12,10 +12,11 @@ import { CronView, JobPage, JobView, QueueView, StatsView } from "../AdminApi.js
 import * as AdminServer from "../AdminServer.js"
 import type { WorkerModule } from "../cli.js"
 import { JobState } from "../JobStore.js"
+import * as Telemetry from "../Telemetry.js"
 import * as Worker from "../Worker.js"
 import * as WorkerConfig from "../WorkerConfig.js"
 import { makeOperations, type OperationsOptions } from "../internal/operations.js"
-import { firstLine, printJson, progress, progressDone, table, time } from "./output.js"
+import { commandLogger, firstLine, printJson, progress, progressDone, table, time } from "./output.js"
 import { migrate, storeLayerFor } from "./store.js"
 
 /** The worker module could not be loaded or is not one. */
@@ -403,10 +404,16 @@ const worker = Command.make(
       // The admin server starts after the worker (its readiness names it) and stops before it.
       const main = admin.pipe(
         Layer.provideMerge(workerLayer),
+        Layer.merge(Telemetry.layerQueueDepth("15 seconds")),
         Layer.provide(WorkerConfig.layerConfig),
         Layer.provide(services)
       )
-      return yield* Layer.launch(main as unknown as Layer.Layer<never, unknown, never>)
+      return yield* Layer.launch(main as unknown as Layer.Layer<never, unknown, never>).pipe(
+        // Traces, metrics and logs as the environment asks (OTEL_*, CONVEYOR_LOG_FORMAT/LEVEL),
+        // around everything the worker runs, in place of the short commands' stderr logger.
+        Effect.provide(Telemetry.layerFromEnv({ serviceName: "conveyor-worker" })),
+        Effect.provide(Logger.remove(commandLogger))
+      )
     })
 ).pipe(Command.withDescription("run a worker for the jobs of a module until SIGINT/SIGTERM (then drain)"))
 

@@ -7,6 +7,7 @@ import { ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Exit, Logger, Option } from "effect"
 import { run } from "./commands.js"
+import { commandLogger } from "./output.js"
 
 const oneLine = (error: unknown): string => {
   if (typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "InvalidPayload") {
@@ -31,8 +32,7 @@ const program = Effect.suspend(() => run(process.argv)).pipe(
     return Console.error(`conveyor: ${reason}`)
   }),
   Effect.provide(NodeContext.layer),
-  // Logs go to stderr, so stdout carries only what a command prints (and stays valid JSON).
-  Effect.provide(Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true })))
+  Effect.provide(Logger.replace(Logger.defaultLogger, commandLogger))
 )
 
 NodeRuntime.runMain(program, {

@@ -2,7 +2,13 @@
  * How the CLI prints: aligned tables for people, the API's JSON shapes with `--json`, and
  * progress on stderr only when it is a terminal (so pipes and logs stay clean).
  */
-import { Console, DateTime, Effect, Schema } from "effect"
+import { Console, DateTime, Effect, Logger, Schema } from "effect"
+
+/**
+ * Short commands log to stderr, so stdout carries only what they print (and stays valid JSON).
+ * The worker swaps it for the telemetry logger.
+ */
+export const commandLogger = Logger.prettyLogger({ stderr: true })
 
 /** Columns padded to their widest cell. */
 export const table = (headers: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
