@@ -130,8 +130,9 @@ export class QueueView extends Schema.Class<QueueView>("Queue")({
 
 export class CronView extends Schema.Class<CronView>("CronSchedule")({
   schedule: Schema.String,
-  /** The cron expression, when the schedule's definition is known here. */
-  expression: Schema.NullOr(Schema.String),
+  /** The cron expression and its time zone, when the schedule's definition is known here. */
+  cron: Schema.NullOr(Schema.String),
+  timeZone: Schema.NullOr(Schema.String),
   job: Schema.NullOr(Schema.String),
   lastTick: Schema.NullOr(Time),
   nextRun: Schema.NullOr(Time)

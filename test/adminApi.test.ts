@@ -1,7 +1,7 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Duration, Effect, Layer, Logger, Redacted, Schema } from "effect"
+import { DateTime, Duration, Effect, Layer, Logger, Redacted, Schema } from "effect"
 import { Job, JobStore, Settlement, StoreError } from "conveyor"
 import { AdminApi, AdminServer } from "conveyor/admin"
 
@@ -56,7 +56,30 @@ const rawPost = (path: string, headers: Record<string, string>, body?: unknown) 
     ))
 
 describe("admin API with a token", () => {
-  layer(serverWith({ token, jobs: [SendEmail], maxBodyBytes: 4096 }), { excludeTestServices: true })((it) => {
+  const schedules = [{ name: "nightly-mail", cron: "0 3 * * *", timeZone: "Europe/Paris", job: SendEmail }]
+  layer(serverWith({ token, jobs: [SendEmail], maxBodyBytes: 4096, schedules }), { excludeTestServices: true })((it) => {
+    it.effect("lists cron schedules with their last and next runs", () =>
+      Effect.gen(function*() {
+        const api = yield* AdminApi.client({ token })
+        const before = yield* api.cron.list()
+        expect(before).toEqual([expect.objectContaining({ schedule: "nightly-mail", cron: "0 3 * * *", job: "send_email", lastTick: null })])
+        const next = DateTime.toDateUtc(before[0]!.nextRun!)
+        // 03:00 in Paris is 01:00 or 02:00 UTC.
+        expect([1, 2]).toContain(next.getUTCHours())
+        const store = yield* JobStore
+        const insert = {
+          name: "send_email", queue: "mail", payload: "{}", priority: 0, maxAttempts: 1, runAt: 0, trigger: "cron" as const,
+          tenantId: null, metadata: null, uniqueKey: null, traceContext: null
+        }
+        yield* store.enqueueCronTick({ schedule: "nightly-mail", tick: 1_700_000_000_000, job: insert })
+        yield* store.enqueueCronTick({ schedule: "retired-schedule", tick: 1_600_000_000_000, job: insert })
+        const after = yield* api.cron.list()
+        expect(after.map((c) => c.schedule)).toEqual(["nightly-mail", "retired-schedule"])
+        expect(DateTime.toEpochMillis(after[0]!.lastTick!)).toBe(1_700_000_000_000)
+        expect(after[1]).toMatchObject({ cron: null, job: null, nextRun: null })
+      }))
+
+
 
     it.effect("answers health, readiness, metrics and the OpenAPI document without a token", () =>
       Effect.gen(function*() {

@@ -155,7 +155,7 @@ export const cliSuite = (name: string, makeTarget: () => CliTarget) => {
           expect(stats.totals.scheduled).toBeGreaterThanOrEqual(1)
           expect(stats.throughput).toHaveLength(60)
           const cron = JSON.parse(cronOutput)
-          expect(cron).toEqual([expect.objectContaining({ schedule: "nightly-flaky", expression: "0 3 * * *", lastTick: null })])
+          expect(cron).toEqual([expect.objectContaining({ schedule: "nightly-flaky", cron: "0 3 * * *", timeZone: "UTC", job: "flaky", lastTick: null })])
           expect(cron[0].nextRun).toMatch(/T03:00:00/)
         }), 60_000)
 

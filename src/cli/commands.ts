@@ -49,8 +49,8 @@ const queueFilter = Options.text("queue").pipe(Options.withDescription("only thi
 const nameFilter = Options.text("name").pipe(Options.withDescription("only jobs with this name"), Options.optional)
 const stateFilter = Options.choice("state", JobState.literals).pipe(Options.withDescription("only jobs in this state"), Options.optional)
 
-const loadModule = (file: string) =>
-  Effect.gen(function*() {
+const loadModule = Effect.fn("Cli.loadModule")(
+  function*(file: string) {
     const url = pathToFileURL(Path.resolve(file)).href
     const loaded = yield* Effect.tryPromise({
       try: () => import(url) as Promise<{ readonly default?: unknown }>,
@@ -61,7 +61,8 @@ const loadModule = (file: string) =>
       return yield* new BadWorkerModule({ path: file, reason: "its default export is not a worker (export default defineWorker({ handlers }) from \"conveyor/cli\")" })
     }
     return candidate as WorkerModule
-  })
+  }
+)
 
 const operationsOptions = (module: Option.Option<WorkerModule>): OperationsOptions =>
   Option.match(module, {
@@ -337,7 +338,7 @@ const cronList = Command.make("list", { databaseUrl, json, module: moduleOption 
       ? Console.log("no cron schedules")
       : Console.log(table(
         ["SCHEDULE", "EXPRESSION", "JOB", "LAST RUN", "NEXT RUN"],
-        schedules.map((s) => [s.schedule, s.expression ?? "-", s.job ?? "-", time(s.lastTick), time(s.nextRun)])
+        schedules.map((s) => [s.schedule, s.cron === null ? "-" : `${s.cron} ${s.timeZone}`, s.job ?? "-", time(s.lastTick), time(s.nextRun)])
       )))).pipe(Command.withDescription("cron schedules with their last and next runs (pass --module for next runs)"))
 
 const cron = Command.make("cron").pipe(Command.withDescription("cron schedules"), Command.withSubcommands([cronList]))

@@ -83,9 +83,8 @@ export const storeLayerFor = (
     )))
 
 /** Apply pending migrations; returns the target and the migrations applied now. */
-export const migrate = (url: Option.Option<Redacted.Redacted>) =>
-  Effect.gen(function*() {
-    const target = yield* targetFor(url)
-    const applied = yield* SqlJobStore.migrate(target.options).pipe(Effect.provide(target.client))
-    return { target, applied }
-  })
+export const migrate = Effect.fn("Cli.migrate")(function*(url: Option.Option<Redacted.Redacted>) {
+  const target = yield* targetFor(url)
+  const applied = yield* SqlJobStore.migrate(target.options).pipe(Effect.provide(target.client))
+  return { target, applied }
+})

@@ -23,16 +23,19 @@ import { make as makeJobClient } from "../JobClient.js"
 import { type JobFilter, type JobRecord, type JobState, JobStore } from "../JobStore.js"
 import { validateName } from "./names.js"
 
-/** A cron schedule as the process that runs it describes it, for display. */
+/**
+ * A cron schedule as the process that runs it describes it, for display. A `CronSchedule`
+ * value has this shape, so schedules can be passed as they are declared.
+ */
 export interface ScheduleDescription {
   /** The schedule's name, as its last tick is stored. */
   readonly name: string
-  /** A cron expression (five or six fields). */
-  readonly expression: string
-  /** The job it enqueues. */
-  readonly job: string
+  /** The cron expression (five or six fields). */
+  readonly cron: string
   /** IANA time zone the expression is read in; UTC when absent. */
   readonly timeZone?: string
+  /** The job it enqueues: its name, or its definition. */
+  readonly job: string | { readonly name: string }
 }
 
 export interface OperationsOptions {
@@ -106,14 +109,15 @@ export const makeOperations = (options: OperationsOptions = {}) =>
     const found = (id: string) => (option: Option.Option<JobRecord>) =>
       Option.match(option, { onNone: () => Effect.fail(new JobNotFound({ id })), onSome: (job) => Effect.succeed(view(job)) })
 
-    const listJobs = (filter: JobFilter) =>
-      Effect.gen(function*() {
+    const listJobs = Effect.fn("Operations.listJobs")(
+      function*(filter: JobFilter) {
         const limit = filter.limit ?? 50
         const offset = filter.offset ?? 0
         // One more than asked tells whether another page exists.
         const jobs = yield* store.list({ ...filter, limit: limit + 1, offset })
         return new JobPage({ jobs: jobs.slice(0, limit).map(view), offset, limit, hasMore: jobs.length > limit })
-      })
+      }
+    )
 
     const queues = Effect.gen(function*() {
       const [counts, paused] = yield* Effect.all([store.counts, store.pausedQueues])
@@ -142,7 +146,7 @@ export const makeOperations = (options: OperationsOptions = {}) =>
       )
 
     const nextRun = (schedule: ScheduleDescription, now: number): DateTime.Utc | null => {
-      const parsed = Cron.parse(schedule.expression, schedule.timeZone ?? "UTC")
+      const parsed = Cron.parse(schedule.cron, schedule.timeZone ?? "UTC")
       // A schedule that does not parse has no next run to show; the scheduler reports it.
       return Either.isRight(parsed) ? DateTime.unsafeMake(Cron.next(parsed.right, now)) : null
     }
@@ -153,8 +157,9 @@ export const makeOperations = (options: OperationsOptions = {}) =>
       const known = (options.schedules ?? []).map((schedule) =>
         new CronView({
           schedule: schedule.name,
-          expression: schedule.expression,
-          job: schedule.job,
+          cron: schedule.cron,
+          timeZone: schedule.timeZone ?? "UTC",
+          job: typeof schedule.job === "string" ? schedule.job : schedule.job.name,
           lastTick: Option.getOrNull(Option.map(Option.fromNullable(ticks.get(schedule.name)), utc)),
           nextRun: nextRun(schedule, now)
         })
@@ -162,12 +167,12 @@ export const makeOperations = (options: OperationsOptions = {}) =>
       const knownNames = new Set(known.map((view) => view.schedule))
       const storedOnly = [...ticks.entries()]
         .filter(([name]) => !knownNames.has(name))
-        .map(([schedule, tick]) => new CronView({ schedule, expression: null, job: null, lastTick: utc(tick), nextRun: null }))
+        .map(([schedule, tick]) => new CronView({ schedule, cron: null, timeZone: null, job: null, lastTick: utc(tick), nextRun: null }))
       return [...known, ...storedOnly].sort((a, b) => a.schedule.localeCompare(b.schedule))
     })
 
-    const stats = (window: Duration.DurationInput = "1 hour", bucket: Duration.DurationInput = "1 minute") =>
-      Effect.gen(function*() {
+    const stats = Effect.fn("Operations.stats")(
+      function*(window: Duration.DurationInput = "1 hour", bucket: Duration.DurationInput = "1 minute") {
         const now = yield* Clock.currentTimeMillis
         const bucketMillis = Math.max(1000, Math.round(Duration.toMillis(bucket)))
         const buckets = Math.ceil(Duration.toMillis(window) / bucketMillis)
@@ -199,10 +204,11 @@ export const makeOperations = (options: OperationsOptions = {}) =>
           discarded,
           failureRate: completed + discarded === 0 ? null : discarded / (completed + discarded)
         })
-      })
+      }
+    )
 
-    const enqueue = (request: EnqueueRequest) =>
-      Effect.gen(function*() {
+    const enqueue = Effect.fn("Operations.enqueue")(
+      function*(request: EnqueueRequest) {
         const name = yield* validateName("job", request.name)
         const now = yield* Clock.currentTimeMillis
         const delayMillis = Math.round((request.delaySeconds ?? 0) * 1000)
@@ -251,7 +257,8 @@ export const makeOperations = (options: OperationsOptions = {}) =>
           traceContext: null
         }])
         return new Enqueued(result!)
-      })
+      }
+    )
 
     return {
       hidePayloads,

@@ -130,7 +130,7 @@ const renderCron = (schedules) => {
       "tr",
       {},
       el("td", {}, s.schedule),
-      el("td", {}, s.expression ?? ""),
+      el("td", {}, s.cron === null ? "" : `${s.cron}${s.timeZone && s.timeZone !== "UTC" ? ` (${s.timeZone})` : ""}`),
       el("td", {}, s.job ?? ""),
       el("td", { title: time(s.lastTick) }, relative(s.lastTick)),
       el("td", { title: time(s.nextRun) }, s.nextRun ? `${time(s.nextRun)} (${relative(s.nextRun)})` : "unknown")
