@@ -8,13 +8,11 @@
  * inside `sql.withTransaction`, the job commits or rolls back with your own writes.
  */
 import { SqlClient } from "@effect/sql"
-import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Option } from "effect"
+import type { PgClient } from "@effect/sql-pg"
+import { Context, Effect, Layer, Option } from "effect"
 import { StoreError } from "./Errors.js"
 import { JobStore } from "./JobStore.js"
 import type { Dialect } from "./stores/sql/dialect.js"
-import { makePgDialect } from "./stores/sql/pg.js"
-import { makeSqliteDialect } from "./stores/sql/sqlite.js"
 import { makeSqlStore } from "./stores/sql/store.js"
 import { tracedStore } from "./internal/tracedStore.js"
 
@@ -27,13 +25,19 @@ export interface SqlJobStoreOptions {
   readonly migrate?: boolean
 }
 
+/**
+ * The PostgreSQL client's tag, by its key: looking it up must not load the PostgreSQL driver
+ * into a process that runs on SQLite. The dialects are loaded on demand for the same reason.
+ */
+const PgClientTag = Context.GenericTag<PgClient.PgClient>("@effect/sql-pg/PgClient")
+
 /** Schema names and prefixes become identifiers: a narrow pattern keeps them plain. */
 const identifierPattern = /^[A-Za-z_][A-Za-z0-9_]{0,47}$/
 
 const dialectFor = (options: SqlJobStoreOptions) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const pg = yield* Effect.serviceOption(PgClient.PgClient)
+    const pg = yield* Effect.serviceOption(PgClientTag)
     const schema = options.schema ?? "conveyor"
     const prefix = options.prefix ?? "conveyor_"
     for (const [what, value] of [["schema", schema], ["prefix", prefix]] as const) {
@@ -47,9 +51,16 @@ const dialectFor = (options: SqlJobStoreOptions) =>
         Option.match(pg, {
           onNone: () =>
             Effect.fail(new StoreError({ op: "configure", cause: new Error("the PostgreSQL store needs a PgClient") })),
-          onSome: (client) => Effect.provideService(makePgDialect(schema), PgClient.PgClient, client)
+          onSome: (client) =>
+            Effect.promise(() => import("./stores/sql/pg.js")).pipe(
+              Effect.flatMap(({ makePgDialect }) => Effect.provideService(makePgDialect(schema), PgClientTag, client))
+            )
         }),
-      sqlite: () => Effect.mapError(makeSqliteDialect(prefix), (cause) => new StoreError({ op: "configure", cause })),
+      sqlite: () =>
+        Effect.promise(() => import("./stores/sql/sqlite.js")).pipe(
+          Effect.flatMap(({ makeSqliteDialect }) => makeSqliteDialect(prefix)),
+          Effect.mapError((cause) => new StoreError({ op: "configure", cause }))
+        ),
       orElse: () => Effect.fail(new StoreError({ op: "configure", cause: new Error("unsupported SQL dialect") }))
     })
   })

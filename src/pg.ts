@@ -6,7 +6,7 @@
 import type { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Config, type ConfigError, Effect, Layer, Option, type Redacted } from "effect"
+import { Config, type ConfigError, Effect, Layer, type Redacted } from "effect"
 import type { StoreError } from "./Errors.js"
 import { JobClient, type JobClientOptions } from "./JobClient.js"
 import type { JobStore } from "./JobStore.js"
@@ -41,10 +41,4 @@ export const config = Config.all({
 /** The store on `DATABASE_URL`, in schema `CONVEYOR_PG_SCHEMA` (default `conveyor`). */
 export const layer: Layer.Layer<Services, StoreError | SqlError | ConfigError.ConfigError> = Layer.unwrapEffect(
   Effect.map(config, (options) => layerWith(options))
-)
-
-/** Whether `DATABASE_URL` is set. */
-export const configured: Effect.Effect<boolean> = Effect.map(
-  Effect.orElseSucceed(Config.option(Config.redacted("DATABASE_URL")), () => Option.none()),
-  Option.isSome
 )

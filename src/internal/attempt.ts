@@ -17,13 +17,24 @@ export class UnknownJob extends Schema.TaggedError<UnknownJob>()("UnknownJob", {
   }
 }
 
+/** One decoder per job definition, built on first use. */
+const decoders = new WeakMap<AnyJob, (value: unknown) => Effect.Effect<unknown, ParseResult.ParseError>>()
+const decoderOf = (job: AnyJob) => {
+  let decoder = decoders.get(job)
+  if (decoder === undefined) {
+    decoder = Schema.decodeUnknown(job.payload)
+    decoders.set(job, decoder)
+  }
+  return decoder
+}
+
 export const decodePayload = (job: AnyJob, json: string) =>
   Effect.try({
     try: () => JSON.parse(json) as unknown,
     catch: (error) => new InvalidPayload({ job: job.name, message: `payload is not JSON: ${String(error)}` })
   }).pipe(
     Effect.flatMap((value) =>
-      Schema.decodeUnknown(job.payload)(value).pipe(
+      decoderOf(job)(value).pipe(
         Effect.mapError((error) =>
           new InvalidPayload({ job: job.name, message: ParseResult.TreeFormatter.formatErrorSync(error) })
         )

@@ -10,6 +10,14 @@ import type { Dialect, JobRow, Migration, Signal } from "./dialect.js"
 import { listenTo } from "./pgListener.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
+
+/**
+ * Commit this statement's transaction without waiting for its WAL flush. Used for the worker's
+ * own bookkeeping (claims, settlements, heartbeats, rescue, pruning): a database crash can lose
+ * the last moments of those, which only makes the affected jobs run again (delivery is
+ * at-least-once anyway), never loses one. Enqueues stay fully durable.
+ */
+const asyncCommit = `(SELECT set_config('synchronous_commit', 'off', true)) = 'off'`
 const active = `('scheduled', 'available', 'running', 'retryable')`
 
 /** Identifiers are validated names (see `SqlJobStore`), quoted here once. */
@@ -104,7 +112,7 @@ export const makePgDialect = (schema: string) =>
       UPDATE ${jobs} AS j
       SET state = 'running', attempt = j.attempt + 1, attempted_at = $2::bigint, lease_token = j.lease_token + 1,
           lease_expires_at = $3::bigint, worker_id = $4
-      FROM picked WHERE j.id = picked.id
+      FROM picked WHERE j.id = picked.id AND ${asyncCommit}
       RETURNING j.*`
 
     const settleSql = `
@@ -118,13 +126,13 @@ export const makePgDialect = (schema: string) =>
         lease_expires_at = NULL,
         worker_id = NULL
       FROM json_to_recordset($1::json) AS u(id bigint, token int, state text, give_back int, run_at bigint, result text, error jsonb)
-      WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running'
+      WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}
       RETURNING j.id::text AS id, j.lease_token, j.queue, j.state`
 
     const heartbeatSql = `
       UPDATE ${jobs} AS j SET lease_expires_at = $2::bigint
       FROM json_to_recordset($1::json) AS u(id bigint, token int)
-      WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running'
+      WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}
       RETURNING j.id::text AS id, j.lease_token, j.cancel_requested`
 
     const rescueSql = `
@@ -137,6 +145,7 @@ export const makePgDialect = (schema: string) =>
         lease_expires_at = NULL,
         worker_id = NULL
       WHERE id IN (SELECT id FROM ${jobs} WHERE state = 'running' AND lease_expires_at <= $1::bigint FOR UPDATE SKIP LOCKED)
+        AND ${asyncCommit}
       RETURNING id::text AS id, state`
 
     const list = (filter: JobFilter) => {
@@ -249,6 +258,7 @@ export const makePgDialect = (schema: string) =>
                  (state = 'completed' AND finished_at < $1::bigint) OR (state = 'cancelled' AND finished_at < $2::bigint)
                  OR (state = 'discarded' AND finished_at < $3::bigint)
                LIMIT $4 FOR UPDATE SKIP LOCKED)
+               AND ${asyncCommit}
              RETURNING id`,
             [before.completed, before.cancelled, before.discarded, limit]
           ),
