@@ -8,7 +8,7 @@ import { NodeContext } from "@effect/platform-node"
 import type { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Duration, Effect, Fiber, Layer, Option, Schedule, Stream, String as Str } from "effect"
-import { type JobRecord, type JobState, SqlJobStore } from "conveyor"
+import { type JobRecord, type JobState, Settlement, SqlJobStore } from "conveyor"
 
 const bin = fileURLToPath(new URL("../bin/conveyor.js", import.meta.url))
 const workerModule = fileURLToPath(new URL("./fixtures/cliWorker.ts", import.meta.url))
@@ -157,6 +157,25 @@ export const cliSuite = (name: string, makeTarget: () => CliTarget) => {
           const cron = JSON.parse(cronOutput)
           expect(cron).toEqual([expect.objectContaining({ schedule: "nightly-flaky", cron: "0 3 * * *", timeZone: "UTC", job: "flaky", lastTick: null })])
           expect(cron[0].nextRun).toMatch(/T03:00:00/)
+        }), 60_000)
+
+      it.scoped("retries every failed job of a queue at once", () =>
+        Effect.gen(function*() {
+          // Migrating is a no-op after the first test, and lets this one run alone.
+          const store = yield* SqlJobStore.make(target.storeOptions)
+          const queue = "cli-bulk"
+          const insert = {
+            name: "flaky", queue, payload: "{\"fail\":true}", priority: 0, maxAttempts: 1, runAt: 0, trigger: "queue" as const,
+            tenantId: null, metadata: null, uniqueKey: null, traceContext: null
+          }
+          yield* store.insert([insert, insert, insert])
+          const { jobs } = yield* store.claim({ workerId: "test", queues: [{ queue, limit: 3 }], leaseDuration: Duration.seconds(30) })
+          yield* store.settle(jobs.map((job) =>
+            Settlement.Discard({ id: job.id, token: job.leaseToken, error: { attempt: 1, at: 0, kind: "failure", message: "x" } })
+          ))
+          expect(yield* ok(target, "jobs", "retry", "--all", "--queue", queue)).toBe("retried 3 jobs\n")
+          const after = yield* store.list({ queue })
+          expect(after.map((job) => job.state)).toEqual(["available", "available", "available"])
         }), 60_000)
 
       it.effect("answers bad input about the store's jobs with one line and a non-zero exit", () =>
