@@ -250,6 +250,13 @@ export const makePgDialect = (schema: string) =>
       get: (id) => q<JobRow>(`SELECT * FROM ${jobs} WHERE id = $1`, [id]),
       list,
       counts: q(`SELECT queue, state, count(*)::int AS count FROM ${jobs} GROUP BY queue, state`),
+      finishedCounts: (since, bucketMillis) =>
+        q(
+          `SELECT (finished_at / $2::bigint) * $2::bigint AS bucket, state, count(*)::int AS count FROM ${jobs}
+           WHERE state IN ('completed', 'cancelled', 'discarded') AND finished_at >= $1::bigint
+           GROUP BY 1, 2`,
+          [since, bucketMillis]
+        ),
       cancel: (id, now) =>
         q<JobRow>(
           `UPDATE ${jobs} SET
