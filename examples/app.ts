@@ -6,6 +6,7 @@
  */
 import { Effect, Layer } from "effect"
 import { CronScheduler, Telemetry, Worker, WorkerConfig } from "conveyor"
+import { AdminServer } from "conveyor/admin"
 import { HttpApiLive } from "./httpApi.js"
 import { JobScopedLive } from "./infrastructure.js"
 import { handlers, nightlyDigests } from "./jobs.js"
@@ -30,3 +31,12 @@ export const WorkerLive = Layer.mergeAll(
   Telemetry.layerQueueDepth("5 seconds")
 ).pipe(Layer.provide(WorkerConfig.layerConfig))
 // #endregion worker
+
+/**
+ * The admin API and dashboard, served by the worker on `CONVEYOR_ADMIN_PORT` (default 9400;
+ * loopback only unless `CONVEYOR_ADMIN_TOKEN` is set): the app's jobs may be enqueued from it,
+ * and its schedule is shown with its next run.
+ */
+export const AdminLive = Layer.unwrapEffect(Effect.map(nightlyDigests, (schedule) =>
+  AdminServer.layerConfig({ jobs: handlers.map((handler) => handler.job), schedules: [schedule] })))
+

@@ -18,7 +18,10 @@ import { type Flags, type Workspace, Workspaces } from "./workspaces.js"
 
 // --- process scope ---------------------------------------------------------------------------
 
-/** The database: SQLite file `conveyor.db` by default, PostgreSQL when `DATABASE_URL` is set. */
+/**
+ * The database: the job store, its client and the `SqlClient` (the SQLite file `conveyor.db` by
+ * default, PostgreSQL when `DATABASE_URL` is set), with the product's tables on that client.
+ */
 export const DatabaseLive = Workspaces.layer.pipe(Layer.provideMerge(Database.layer))
 
 /** Logs, traces and metrics from the environment (docs/telemetry.md), under this process's name. */
@@ -89,8 +92,14 @@ export class WebhookClient extends Context.Tag("example/WebhookClient")<WebhookC
   )
 }
 
+/**
+ * The app's own process-scoped services over a `SqlClient` someone else provides: the
+ * `conveyor worker` command does (examples/worker-module.ts).
+ */
+export const AppServicesLive = Layer.mergeAll(Workspaces.layer, WebhookClient.layer)
+
 /** Everything a process of the app holds for its whole life, whichever entry point it runs. */
-export const ProcessLive = Layer.mergeAll(DatabaseLive, WebhookClient.layer)
+export const ProcessLive = AppServicesLive.pipe(Layer.provideMerge(Database.layer))
 
 // --- job scope -------------------------------------------------------------------------------
 

@@ -105,21 +105,23 @@ export const PlanDigestsHandler = PlanDigests.handler(({ day }) =>
 
 /**
  * Every night, the digests of the day that ended: one `plan_digests` job per tick (whichever
- * worker gets the tick), which fans out one `send_digest` per workspace. `DIGEST_CRON` changes
- * the expression, e.g. `"* * * * *"` to watch it every minute.
+ * worker gets the tick), which fans out one `send_digest` per workspace.
  */
+export const nightlyDigestsAt = (cron: string) =>
+  CronSchedule.make({
+    name: "nightly-digests",
+    cron,
+    timeZone: "UTC",
+    job: PlanDigests,
+    payload: (tick) => ({ day: DateTime.formatIsoDate(DateTime.subtract(tick, { days: 1 })) }),
+    catchUp: CronSchedule.backfill("6 hours"), // a deploy at 06:00 does not lose the night's digests
+    overlap: "skip"
+  })
+
+/** At 06:00 UTC, or `DIGEST_CRON` (e.g. `"* * * * *"` to watch it every minute). */
 export const nightlyDigests = Effect.map(
   Config.string("DIGEST_CRON").pipe(Config.withDefault("0 6 * * *")),
-  (cron) =>
-    CronSchedule.make({
-      name: "nightly-digests",
-      cron,
-      timeZone: "UTC",
-      job: PlanDigests,
-      payload: (tick) => ({ day: DateTime.formatIsoDate(DateTime.subtract(tick, { days: 1 })) }),
-      catchUp: CronSchedule.backfill("6 hours"), // a deploy at 06:00 does not lose the night's digests
-      overlap: "skip"
-    })
+  nightlyDigestsAt
 )
 
 export const handlers = [DeliverWebhookHandler, SendDigestHandler, PlanDigestsHandler] as const

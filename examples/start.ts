@@ -1,8 +1,8 @@
 /**
  * `npm start`: the whole example on one machine. It prepares the database (the embedded SQLite
  * file `conveyor.db`, or PostgreSQL when `DATABASE_URL` is set), starts the fake webhook
- * receiver, then the API and the worker as two processes, as they would run in production, and
- * prints where to look. Ctrl-C or SIGTERM stops both; the worker drains its jobs first.
+ * receiver, then the API and the worker (with the dashboard) as two processes, as they would run
+ * in production, and prints where to look. Ctrl-C or SIGTERM stops both; the worker drains its jobs first.
  */
 import { Command } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
@@ -39,6 +39,7 @@ const program = Effect.gen(function*() {
   const workspaceId = yield* demoWorkspace(receiver.url).pipe(Effect.provide(DatabaseLive))
   const apiPort = yield* Config.port("API_PORT").pipe(Config.withDefault(3000))
   const metricsPort = yield* Config.port("CONVEYOR_METRICS_PORT").pipe(Config.withDefault(9464))
+  const adminPort = yield* Config.port("CONVEYOR_ADMIN_PORT").pipe(Config.withDefault(9400))
   const database = Option.isSome(yield* Config.option(Config.redacted("DATABASE_URL")))
     ? "PostgreSQL (DATABASE_URL)"
     : `SQLite (${yield* Config.string("CONVEYOR_SQLITE_FILE").pipe(Config.withDefault("conveyor.db"))})`
@@ -47,6 +48,7 @@ const program = Effect.gen(function*() {
     "",
     `Conveyor example on ${database}`,
     `  API            ${api}   (conveyor-example-api)`,
+    `  dashboard      http://127.0.0.1:${adminPort}/   (served by the worker; admin API under /api)`,
     `  worker metrics http://127.0.0.1:${metricsPort}/metrics   (conveyor-example-worker)`,
     `  fake receiver  ${receiver.url}/hooks/<name>`,
     "",

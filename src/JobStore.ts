@@ -181,6 +181,21 @@ export interface CronTick {
   readonly job: JobInsert
 }
 
+/** Jobs that reached a final state within one time bucket. */
+export interface FinishedCount {
+  /** Start of the bucket, epoch milliseconds: a multiple of the requested bucket size. */
+  readonly bucket: number
+  readonly state: "completed" | "cancelled" | "discarded"
+  readonly count: number
+}
+
+export interface FinishedCountsRequest {
+  /** Count jobs whose `finishedAt` is at or after this time, epoch milliseconds. */
+  readonly since: number
+  /** Bucket size in milliseconds (a positive integer). */
+  readonly bucketMillis: number
+}
+
 export interface QueueCount {
   readonly queue: string
   readonly state: JobState
@@ -212,6 +227,12 @@ export interface JobStoreShape {
   /** Newest first. */
   readonly list: (filter: JobFilter) => Effect.Effect<ReadonlyArray<JobRecord>, StoreError>
   readonly counts: Effect.Effect<ReadonlyArray<QueueCount>, StoreError>
+  /**
+   * Finished jobs since a time, counted per final state and time bucket (the bucket of a job is
+   * `floor(finishedAt / bucketMillis) * bucketMillis`). Buckets with no jobs are left out. For
+   * throughput and failure-rate charts; jobs already pruned are not counted.
+   */
+  readonly finishedCounts: (request: FinishedCountsRequest) => Effect.Effect<ReadonlyArray<FinishedCount>, StoreError>
   /**
    * Cancel a job: a waiting job becomes `cancelled` at once; a running one is flagged and its
    * worker interrupts it. A finished job is left as it is. None when no such job.

@@ -126,8 +126,9 @@ for (const backend of backends) {
               rescueInterval: "500 millis"
             })
           }
-          const workers = Array.from({ length: 4 }, () => spawnWorker(env))
-          const victim = workers[0]!
+          // The victim starts alone, so it surely holds jobs when it is killed; the others
+          // start after, and must find and finish what it left.
+          const victim = spawnWorker(env)
           yield* Effect.promise(() =>
             new Promise<void>((resolve) => {
               const check = () => (victim.ran.length >= 8 ? resolve() : setTimeout(check, 20))
@@ -136,6 +137,7 @@ for (const backend of backends) {
           )
           victim.child.kill("SIGKILL")
           expect(yield* Effect.promise(() => victim.exited)).toBe(null)
+          const workers = [victim, ...Array.from({ length: 3 }, () => spawnWorker(env))]
           yield* awaitCompleted(n, "120 seconds")
           yield* stopAll(workers.slice(1))
           const store = yield* JobStore

@@ -79,6 +79,7 @@ export const tracedStore = (store: JobStoreShape, options: TracedStoreOptions = 
     get: (id) => traced("get")(store.get(id)),
     list: (filter) => traced("list")(store.list(filter)),
     counts: traced("counts")(store.counts),
+    finishedCounts: (request) => traced("finishedCounts")(store.finishedCounts(request)),
     cancel: (id) => traced("cancel")(store.cancel(id)),
     retry: (id) => traced("retry")(store.retry(id)),
     prune: (request) =>

@@ -4,6 +4,8 @@ import type {
   ClaimRequest,
   ClaimResult,
   CronTick,
+  FinishedCount,
+  FinishedCountsRequest,
   PruneRequest,
   HeartbeatResult,
   InsertResult,
@@ -234,6 +236,19 @@ export const makeMemoryStore = Effect.gen(function*() {
     return [...byKey.values()]
   })
 
+  const finishedCounts = (request: FinishedCountsRequest) =>
+    Effect.sync(() => {
+      const byKey = new Map<string, FinishedCount>()
+      for (const row of rows.values()) {
+        if (row.finishedAt === null || row.finishedAt < request.since) continue
+        if (row.state !== "completed" && row.state !== "cancelled" && row.state !== "discarded") continue
+        const bucket = Math.floor(row.finishedAt / request.bucketMillis) * request.bucketMillis
+        const key = `${bucket}\u0000${row.state}`
+        byKey.set(key, { bucket, state: row.state, count: (byKey.get(key)?.count ?? 0) + 1 })
+      }
+      return [...byKey.values()]
+    })
+
   const cancel = (id: string) =>
     Effect.flatMap(now, (at) => {
       const row = rows.get(id)
@@ -312,6 +327,7 @@ export const makeMemoryStore = Effect.gen(function*() {
     get,
     list,
     counts,
+    finishedCounts,
     cancel,
     retry,
     subscribeWakeups: Effect.map(PubSub.subscribe(wakeups), (queue) => Stream.fromQueue(queue)),

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Duration, Effect, Fiber, type Layer, Option, Stream, TestClock } from "effect"
-import { type JobInsert, type JobRecord, JobStore, Settlement } from "conveyor"
+import { type FinishedCount, type JobInsert, type JobRecord, JobStore, Settlement } from "conveyor"
 
 /** A fixed, realistic starting time for every test. */
 export const t0 = Date.UTC(2026, 0, 1, 12, 0, 0)
@@ -311,6 +311,43 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
             { queue, state: "available", count: 2 },
             { queue, state: "scheduled", count: 1 }
           ])
+        }))
+
+      it.effect("counts finished jobs per final state and time bucket", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("finished")
+          // Counts are store-wide: far from other tests' times, and compared before and after.
+          const start = t0 + 400 * 86_400_000
+          yield* TestClock.setTime(start + 10_000)
+          const minute = 60_000
+          const request = { since: start, bucketMillis: minute }
+          const ofBucket = (rows: ReadonlyArray<FinishedCount>, bucket: number, state: FinishedCount["state"]) =>
+            rows.find((row) => row.bucket === bucket && row.state === state)?.count ?? 0
+          const before = yield* store.finishedCounts(request)
+          const ids = (yield* store.insert(Array.from({ length: 4 }, () => insertOf(queue, { runAt: start })))).map((r) => r.id)
+          const claimed = yield* claimAll(store, queue)
+          const l = (id: string) => leaseOf(claimed.find((job) => job.id === id)!)
+          const error = { attempt: 1, at: start, kind: "failure" as const, message: "x" }
+          yield* store.settle([
+            Settlement.Complete({ ...l(ids[0]!), result: null }),
+            Settlement.Discard({ ...l(ids[1]!), error })
+          ])
+          yield* TestClock.adjust("2 minutes")
+          yield* store.settle([
+            Settlement.Complete({ ...l(ids[2]!), result: null }),
+            Settlement.Retry({ ...l(ids[3]!), runAt: start + 3_600_000, error })
+          ])
+          const after = yield* store.finishedCounts(request)
+          const delta = (bucket: number, state: FinishedCount["state"]) =>
+            ofBucket(after, bucket, state) - ofBucket(before, bucket, state)
+          expect(delta(start, "completed")).toBe(1)
+          expect(delta(start, "discarded")).toBe(1)
+          expect(delta(start + 2 * minute, "completed")).toBe(1)
+          expect(delta(start + 2 * minute, "discarded")).toBe(0)
+          for (const row of after) expect(row.bucket % minute).toBe(0)
+          const later = yield* store.finishedCounts({ since: start + minute, bucketMillis: minute })
+          expect(ofBucket(later, start, "completed")).toBe(0)
         }))
 
       it.effect("prunes finished jobs older than their state's age, in batches", () =>

@@ -97,6 +97,8 @@ export interface Dialect {
   readonly get: (id: string) => Effect.Effect<ReadonlyArray<JobRow>, SqlError>
   readonly list: (filter: JobFilter) => Effect.Effect<ReadonlyArray<JobRow>, SqlError>
   readonly counts: Effect.Effect<ReadonlyArray<{ readonly queue: string; readonly state: string; readonly count: number | string }>, SqlError>
+  /** Jobs finished at or after `since`, per final state and bucket (`floor(finished_at / bucket) * bucket`). */
+  readonly finishedCounts: (since: number, bucketMillis: number) => Effect.Effect<ReadonlyArray<{ readonly bucket: number | string; readonly state: string; readonly count: number | string }>, SqlError>
   /** Cancel a waiting job, or flag a running one; returns the job as it now is, if it was active. */
   readonly cancel: (id: string, now: number) => Effect.Effect<ReadonlyArray<JobRow>, SqlError>
   readonly retry: (id: string, now: number) => Effect.Effect<ReadonlyArray<JobRow>, SqlError>

@@ -96,6 +96,15 @@ export const makePgDialect = (schema: string) =>
       ON CONFLICT DO NOTHING
       RETURNING id::text AS id, unique_key`
 
+    // One job (the common enqueue) goes as plain parameters: cheaper to plan than a JSON batch.
+    const insertOneSql = `
+      INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
+                           unique_key, trace_context, enqueued_at, run_at)
+      VALUES ($1, $2, CASE WHEN $12::bigint > $13::bigint THEN 'scheduled' ELSE 'available' END, $3, $4, $5, $6, $7, $8,
+              $9, $10, $13::bigint, $11::bigint)
+      ON CONFLICT DO NOTHING
+      RETURNING id::text AS id, unique_key`
+
     const claimSql = `
       WITH slots AS (
         SELECT * FROM json_to_recordset($1::json) AS s(queue text, lim int)
@@ -198,7 +207,26 @@ export const makePgDialect = (schema: string) =>
         }
         return pending
       })),
-      insert: (rows, now) => q(insertSql, [JSON.stringify(rows), now]),
+      insert: (rows, now) => {
+        const [row] = rows
+        return rows.length === 1 && row !== undefined
+          ? q(insertOneSql, [
+            row.name,
+            row.queue,
+            row.payload,
+            row.priority,
+            row.max_attempts,
+            row.trigger,
+            row.tenant_id,
+            row.metadata,
+            row.unique_key,
+            row.trace_context,
+            row.run_at,
+            row.run_at,
+            now
+          ])
+          : q(insertSql, [JSON.stringify(rows), now])
+      },
       liveByUniqueKey: (keys) =>
         q(
           `SELECT id::text AS id, unique_key FROM ${jobs}
@@ -222,6 +250,13 @@ export const makePgDialect = (schema: string) =>
       get: (id) => q<JobRow>(`SELECT * FROM ${jobs} WHERE id = $1`, [id]),
       list,
       counts: q(`SELECT queue, state, count(*)::int AS count FROM ${jobs} GROUP BY queue, state`),
+      finishedCounts: (since, bucketMillis) =>
+        q(
+          `SELECT (finished_at / $2::bigint) * $2::bigint AS bucket, state, count(*)::int AS count FROM ${jobs}
+           WHERE state IN ('completed', 'cancelled', 'discarded') AND finished_at >= $1::bigint
+           GROUP BY 1, 2`,
+          [since, bucketMillis]
+        ),
       cancel: (id, now) =>
         q<JobRow>(
           `UPDATE ${jobs} SET

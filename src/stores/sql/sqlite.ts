@@ -197,6 +197,14 @@ export const makeSqliteDialect = (prefix: string) =>
       get: (id) => q<JobRow>(`SELECT * FROM ${jobs} WHERE id = ?`, [id]),
       list,
       counts: q(`SELECT queue, state, count(*) AS count FROM ${jobs} GROUP BY queue, state`),
+      finishedCounts: (since, bucketMillis) =>
+        q(
+          // Both operands integers: SQLite divides them as integers.
+          `SELECT (finished_at / CAST(? AS INTEGER)) * CAST(? AS INTEGER) AS bucket, state, count(*) AS count FROM ${jobs}
+           WHERE state IN ('completed', 'cancelled', 'discarded') AND finished_at >= ?
+           GROUP BY 1, 2`,
+          [bucketMillis, bucketMillis, since]
+        ),
       cancel: (id, now) =>
         q<JobRow>(
           `UPDATE ${jobs} SET

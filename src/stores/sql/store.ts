@@ -209,6 +209,16 @@ export const makeSqlStore = (dialect: Dialect) =>
         Effect.map(dialect.counts, (rows) =>
           rows.map((row) => ({ queue: row.queue, state: row.state as JobState, count: Number(row.count) })))
       ),
+      finishedCounts: ({ bucketMillis, since }) =>
+        op(
+          "finishedCounts",
+          Effect.map(dialect.finishedCounts(since, bucketMillis), (rows) =>
+            rows.map((row) => ({
+              bucket: Number(row.bucket),
+              state: row.state as "completed" | "cancelled" | "discarded",
+              count: Number(row.count)
+            })))
+        ),
       cancel: (id) =>
         Effect.gen(function*() {
           if (!isJobId(id)) return Option.none()
