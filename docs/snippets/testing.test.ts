@@ -2,8 +2,8 @@
  * docs/testing.md: testing your jobs with `conveyor/testing`. These tests run with the suite.
  */
 import { expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Option, Schedule, Schema, TestClock } from "effect"
-import { Job, JobClient, JobContext, Worker } from "conveyor"
+import { Context, DateTime, Effect, Exit, Fiber, Layer, Option, Schedule, Schema, TestClock } from "effect"
+import { CronSchedule, CronScheduler, Job, JobClient, JobContext, Worker } from "conveyor"
 import * as Testing from "conveyor/testing"
 
 class QuotaExceeded extends Schema.TaggedError<QuotaExceeded>()("QuotaExceeded", {}) {}
@@ -68,3 +68,33 @@ it.scoped("a worker on the in-memory store retries on the backoff, driven by the
     expect((yield* Testing.getJob(id)).state).toBe("discarded")
   }).pipe(Effect.provide(WorkerTest)))
 // #endregion worker
+
+// #region cron
+const Digest = Job.make({ name: "digest", payload: Schema.Struct({ day: Schema.String }) })
+const digestDays: Array<string> = []
+const DigestHandler = Digest.handler(({ day }) => Effect.sync(() => void digestDays.push(day)))
+const NightlyDigest = CronSchedule.make({
+  name: "nightly-digest",
+  cron: "0 6 * * *",
+  job: Digest,
+  payload: (tick) => ({ day: DateTime.formatIsoDate(tick) })
+})
+const CronTest = Layer.mergeAll(
+  Worker.layer({ handlers: [DigestHandler] }),
+  CronScheduler.layer({ schedules: [NightlyDigest] })
+).pipe(Layer.provideMerge(Testing.layer))
+
+it.scoped("a cron schedule fires when the TestClock reaches its tick", () =>
+  Effect.gen(function*() {
+    // Set the clock first: the scheduler reads it when it starts.
+    yield* TestClock.setTime(DateTime.toEpochMillis(DateTime.unsafeMake("2026-01-01T05:59:00Z")))
+    yield* Effect.gen(function*() {
+      const finished = yield* Testing.collectFinished(1)
+      const waiting = yield* Effect.fork(finished)
+      for (let step = 0; step < 6; step++) yield* TestClock.adjust("10 seconds") // to 06:00
+      const [event] = yield* Fiber.join(waiting)
+      expect(event?.job.trigger).toBe("cron")
+      expect(digestDays).toEqual(["2026-01-01"])
+    }).pipe(Effect.provide(CronTest)) // built now, at 05:59
+  }))
+// #endregion cron
