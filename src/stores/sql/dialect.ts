@@ -115,3 +115,22 @@ export interface Dialect {
   /** Signals from other processes, when the database can carry them. */
   readonly signals: Stream.Stream<Signal, SqlError, Scope.Scope> | undefined
 }
+
+/**
+ * The `list` query's filter and paging as SQL and parameters, with `placeholder(n)` naming the
+ * n-th parameter (1-based) in the dialect's style. Column names are fixed here; values are
+ * always parameters.
+ */
+export const listQuery = (jobsTable: string, filter: JobFilter, placeholder: (n: number) => string) => {
+  const where: Array<string> = []
+  const params: Array<unknown> = []
+  for (const [column, value] of [["queue", filter.queue], ["state", filter.state], ["name", filter.name]] as const) {
+    if (value === undefined) continue
+    params.push(value)
+    where.push(`${column} = ${placeholder(params.length)}`)
+  }
+  params.push(filter.limit ?? 100, filter.offset ?? 0)
+  const text = `SELECT * FROM ${jobsTable} ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+    ORDER BY id DESC LIMIT ${placeholder(params.length - 1)} OFFSET ${placeholder(params.length)}`
+  return { text, params }
+}

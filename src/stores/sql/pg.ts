@@ -6,7 +6,7 @@ import { PgClient } from "@effect/sql-pg"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Stream } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import type { Dialect, JobRow, Migration, Signal } from "./dialect.js"
+import { type Dialect, type JobRow, listQuery, type Migration, type Signal } from "./dialect.js"
 import { listenTo } from "./pgListener.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
@@ -158,19 +158,8 @@ export const makePgDialect = (schema: string) =>
       RETURNING id::text AS id, state`
 
     const list = (filter: JobFilter) => {
-      const where: Array<string> = []
-      const params: Array<unknown> = []
-      for (const [column, value] of [["queue", filter.queue], ["state", filter.state], ["name", filter.name]] as const) {
-        if (value === undefined) continue
-        params.push(value)
-        where.push(`${column} = $${params.length}`)
-      }
-      params.push(filter.limit ?? 100, filter.offset ?? 0)
-      return q<JobRow>(
-        `SELECT * FROM ${jobs} ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
-         ORDER BY id DESC LIMIT $${params.length - 1} OFFSET $${params.length}`,
-        params
-      )
+      const { params, text } = listQuery(jobs, filter, (n) => `$${n}`)
+      return q<JobRow>(text, params)
     }
 
     const notify = (channelName: string, payloads: ReadonlyArray<string>) =>

@@ -7,7 +7,7 @@ import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Schedule } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import type { Dialect, JobRow, Migration } from "./dialect.js"
+import { type Dialect, type JobRow, listQuery, type Migration } from "./dialect.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
 const active = `('scheduled', 'available', 'running', 'retryable')`
@@ -140,18 +140,8 @@ export const makeSqliteDialect = (prefix: string) =>
       RETURNING CAST(id AS TEXT) AS id, state`
 
     const list = (filter: JobFilter) => {
-      const where: Array<string> = []
-      const params: Array<unknown> = []
-      for (const [column, value] of [["queue", filter.queue], ["state", filter.state], ["name", filter.name]] as const) {
-        if (value === undefined) continue
-        params.push(value)
-        where.push(`${column} = ?`)
-      }
-      params.push(filter.limit ?? 100, filter.offset ?? 0)
-      return q<JobRow>(
-        `SELECT * FROM ${jobs} ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ? OFFSET ?`,
-        params
-      )
+      const { params, text } = listQuery(jobs, filter, () => "?")
+      return q<JobRow>(text, params)
     }
 
     const dialect: Dialect = {
