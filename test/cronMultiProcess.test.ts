@@ -3,49 +3,13 @@
  * schedule, yet each tick becomes exactly one job, run once, and no tick between the first and
  * the last is lost. Real processes, real databases, real time.
  */
-import { type ChildProcess, spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
-import { afterEach, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { DateTime, Effect, Layer, Option, Schedule } from "effect"
 import { JobContext, JobStore } from "conveyor"
-import { freshSchema, freshSqliteFile, pgStoreLayer, pgUrl, sqliteStoreLayer } from "./databases.js"
+import { freshSchema, freshSqliteFile, pgStoreLayer, sqliteStoreLayer } from "./databases.js"
+import { spawnFixture, stopAll } from "./processes.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const children: Array<ChildProcess> = []
-
-afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL")
-})
-
-interface Spawned {
-  readonly child: ChildProcess
-  readonly lines: Array<string>
-  readonly exited: Promise<number | null>
-}
-
-const spawnCronWorker = (env: Record<string, string>): Spawned => {
-  const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/cronProcess.ts"], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: pgUrl, ...env },
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  children.push(child)
-  const lines: Array<string> = []
-  let pending = ""
-  child.stdout!.on("data", (chunk: Buffer) => {
-    const split = (pending + chunk.toString("utf8")).split("\n")
-    pending = split.pop()!
-    lines.push(...split)
-  })
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return { child, lines, exited }
-}
-
-const stopAll = (workers: ReadonlyArray<Spawned>) =>
-  Effect.promise(() => {
-    for (const worker of workers) if (worker.child.exitCode === null) worker.child.kill("SIGTERM")
-    return Promise.all(workers.map((worker) => worker.exited))
-  })
+const spawnCronWorker = (env: Record<string, string>) => spawnFixture("cronProcess.ts", env)
 
 /** The schedule's jobs: the tick each carries (from its JobContext), and its state. */
 const cronJobs = Effect.gen(function*() {

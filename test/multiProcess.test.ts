@@ -3,45 +3,18 @@
  * with SIGKILL mid-job has its jobs rescued by the others; workers whose PostgreSQL connections
  * are terminated reconnect and finish. Real processes, real databases, real time.
  */
-import { type ChildProcess, spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
-import { afterEach, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { type Duration, Effect, Layer, Schedule } from "effect"
 import { JobClient, JobStore } from "conveyor"
 import { MultiProcessJob } from "./fixtures/workerProcess.js"
-import { freshSchema, freshSqliteFile, pgStoreLayer, pgUrl, sqliteStoreLayer } from "./databases.js"
+import { freshSchema, freshSqliteFile, pgStoreLayer, sqliteStoreLayer } from "./databases.js"
+import { type Spawned, spawnFixture, stopAll } from "./processes.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-const children: Array<ChildProcess> = []
-
-afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL")
-})
-
-interface Spawned {
-  readonly child: ChildProcess
-  readonly ran: Array<number>
-  readonly exited: Promise<number | null>
-}
-
-const spawnWorker = (env: Record<string, string>): Spawned => {
-  const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/workerProcess.ts"], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: pgUrl, ...env },
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  children.push(child)
-  const ran: Array<number> = []
-  let pending = ""
-  child.stdout!.on("data", (chunk: Buffer) => {
-    const lines = (pending + chunk.toString("utf8")).split("\n")
-    pending = lines.pop()!
-    for (const line of lines) if (line.startsWith("ran ")) ran.push(Number(line.slice(4)))
-  })
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-  return { child, ran, exited }
-}
+/** A worker process; `ran(worker)` is the jobs it has run so far (it prints `ran <i>` for each). */
+const spawnWorker = (env: Record<string, string>) => spawnFixture("workerProcess.ts", env)
+const ran = (worker: Spawned) =>
+  worker.lines.flatMap((line) => (line.startsWith("ran ") ? [Number(line.slice(4))] : []))
 
 const countBy = (values: ReadonlyArray<number>) => {
   const counts = new Map<number, number>()
@@ -72,12 +45,6 @@ const awaitCompleted = (n: number, timeout: Duration.DurationInput) =>
     Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`fewer than ${n} jobs completed in ${timeout}`) })
   )
 
-const stopAll = (workers: ReadonlyArray<Spawned>) =>
-  Effect.promise(() => {
-    for (const worker of workers) if (worker.child.exitCode === null) worker.child.kill("SIGTERM")
-    return Promise.all(workers.map((worker) => worker.exited))
-  })
-
 const backends = [
   { name: "postgresql", store: "pg", fresh: () => freshSchema("mp"), layer: (target: string) => pgStoreLayer(target) },
   { name: "sqlite", store: "sqlite", fresh: () => freshSqliteFile("mp"), layer: (target: string) => sqliteStoreLayer(target) }
@@ -100,11 +67,11 @@ for (const backend of backends) {
           yield* awaitCompleted(n, "240 seconds")
           const codes = yield* stopAll(workers)
           expect(codes).toEqual([0, 0, 0, 0])
-          const runs = countBy(workers.flatMap((worker) => worker.ran))
+          const runs = countBy(workers.flatMap(ran))
           expect(runs.size).toBe(n)
           expect([...runs.values()].every((count) => count === 1)).toBe(true)
           // The work was shared.
-          expect(workers.filter((worker) => worker.ran.length > 0).length).toBeGreaterThan(1)
+          expect(workers.filter((worker) => ran(worker).length > 0).length).toBeGreaterThan(1)
         }).pipe(Effect.provide(Layer.fresh(JobClient.layer).pipe(Layer.provideMerge(backend.layer(target)))))
       }), { timeout: 300_000 })
 
@@ -131,7 +98,7 @@ for (const backend of backends) {
           const victim = spawnWorker(env)
           yield* Effect.promise(() =>
             new Promise<void>((resolve) => {
-              const check = () => (victim.ran.length >= 8 ? resolve() : setTimeout(check, 20))
+              const check = () => (ran(victim).length >= 8 ? resolve() : setTimeout(check, 20))
               check()
             })
           )
@@ -146,7 +113,7 @@ for (const backend of backends) {
           expect(jobs.every((job) => job.state === "completed")).toBe(true)
           const rescued = jobs.filter((job) => job.errors.some((error) => error.kind === "lease-expired"))
           expect(rescued.length).toBeGreaterThan(0)
-          const survivors = countBy(workers.slice(1).flatMap((worker) => worker.ran))
+          const survivors = countBy(workers.slice(1).flatMap(ran))
           // Every job the killed worker held was run again by a survivor.
           for (const job of rescued) expect(survivors.get(JSON.parse(job.payload).i)).toBeGreaterThanOrEqual(1)
         }).pipe(Effect.provide(Layer.fresh(JobClient.layer).pipe(Layer.provideMerge(backend.layer(target)))))
@@ -185,7 +152,7 @@ describe("worker processes on postgresql", () => {
         const store = yield* JobStore
         const counts = (yield* store.counts).filter((c) => c.queue === "mp")
         expect(counts).toEqual([{ queue: "mp", state: "completed", count: n }])
-        const runs = countBy(workers.flatMap((worker) => worker.ran))
+        const runs = countBy(workers.flatMap(ran))
         expect(runs.size).toBe(n)
       }).pipe(Effect.provide(Layer.fresh(JobClient.layer).pipe(Layer.provideMerge(pgStoreLayer(target)))))
     }), { timeout: 240_000 })
