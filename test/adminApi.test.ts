@@ -4,6 +4,7 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import { DateTime, Duration, Effect, Layer, Logger, Redacted, Schema } from "effect"
 import { Job, JobStore, Settlement, StoreError } from "conveyor"
 import { AdminApi, AdminServer } from "conveyor/admin"
+import { insertOf } from "./conformance/jobStoreSuite.js"
 
 const token = Redacted.make("test-token-0123456789abcdef")
 
@@ -23,19 +24,9 @@ const serverWith = (options: Parameters<typeof AdminServer.layerHttp>[0]) =>
 const failedJob = (queue: string) =>
   Effect.gen(function*() {
     const store = yield* JobStore
-    const [inserted] = yield* store.insert([{
-      name: "send_email",
-      queue,
-      payload: JSON.stringify({ to: "ada@example.com" }),
-      priority: 0,
-      maxAttempts: 1,
-      runAt: 0,
-      trigger: "queue",
-      tenantId: null,
-      metadata: null,
-      uniqueKey: null,
-      traceContext: null
-    }])
+    const [inserted] = yield* store.insert([
+      insertOf(queue, { name: "send_email", payload: JSON.stringify({ to: "ada@example.com" }), maxAttempts: 1, runAt: 0 })
+    ])
     const { jobs } = yield* store.claim({ workerId: "w", queues: [{ queue, limit: 1 }], leaseDuration: Duration.seconds(30) })
     const job = jobs[0]!
     yield* store.settle([Settlement.Discard({

@@ -13,6 +13,7 @@ import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { chromium } from "playwright-core"
 import { JobStore, Settlement } from "conveyor"
 import { AdminServer } from "conveyor/admin"
+import { insertOf } from "./conformance/jobStoreSuite.js"
 
 const chromiumPath = "/usr/bin/chromium"
 const token = Redacted.make("dashboard-test-token-0123456789")
@@ -50,19 +51,9 @@ const browser = Effect.acquireRelease(
 
 const failedJob = Effect.gen(function*() {
   const store = yield* JobStore
-  const [inserted] = yield* store.insert([{
-    name: "charge_card",
-    queue: "billing",
-    payload: JSON.stringify({ invoice: "inv_42" }),
-    priority: 0,
-    maxAttempts: 1,
-    runAt: 0,
-    trigger: "queue",
-    tenantId: null,
-    metadata: null,
-    uniqueKey: null,
-    traceContext: null
-  }])
+  const [inserted] = yield* store.insert([
+    insertOf("billing", { name: "charge_card", payload: JSON.stringify({ invoice: "inv_42" }), maxAttempts: 1, runAt: 0 })
+  ])
   const { jobs } = yield* store.claim({ workerId: "w", queues: [{ queue: "billing", limit: 1 }], leaseDuration: Duration.seconds(30) })
   const job = jobs[0]!
   yield* store.settle([Settlement.Discard({

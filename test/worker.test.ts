@@ -3,6 +3,7 @@ import { Context, Deferred, type Duration, Effect, Exit, Fiber, Layer, Option, R
 import { cancel, Job, JobClient, JobContext, JobStore, snooze, Worker } from "conveyor"
 import * as Testing from "conveyor/testing"
 import { finishedJobs, start } from "./helpers.js"
+import { insertOf } from "./conformance/jobStoreSuite.js"
 
 class Boom extends Schema.TaggedError<Boom>()("Boom", { reason: Schema.String }) {}
 
@@ -268,19 +269,9 @@ describe("Worker", () => {
       const worker = yield* start(Worker.layer({ handlers: [Strict.handler(() => Effect.sync(() => (ran = true)))] }))
       const done = yield* finishedJobs(worker, 1)
       const store = yield* JobStore
-      const [inserted] = yield* store.insert([{
-        name: "strict",
-        queue: "default",
-        payload: JSON.stringify({ mail: "old field name" }),
-        priority: 0,
-        maxAttempts: 5,
-        runAt: 0,
-        trigger: "queue",
-        tenantId: null,
-        metadata: null,
-        uniqueKey: null,
-        traceContext: null
-      }])
+      const [inserted] = yield* store.insert([
+        insertOf("default", { name: "strict", payload: JSON.stringify({ mail: "old field name" }), maxAttempts: 5, runAt: 0 })
+      ])
       expect((yield* done)[0]!.outcome).toBe("Discard")
       expect(ran).toBe(false)
       const job = yield* Testing.getJob(inserted!.id)
