@@ -142,12 +142,29 @@ export const makeSqlStore = (dialect: Dialect) =>
           ? new Map<string, string>()
           : new Map((yield* dialect.liveByUniqueKey(duplicateKeys)).map((row) => [row.unique_key, String(row.id)]))
         yield* wake(jobs.map((job) => job.queue))
-        return results.map((r): InsertResult => {
-          if (typeof r !== "string") return r
-          const id = live.get(r)
-          // Unreachable unless the live job finished between the two statements: report it as is.
-          return { id: id ?? "", inserted: false }
-        })
+        // A live job may finish between the two statements, freeing its key: then the job is
+        // enqueued after all, as it would have been a moment later.
+        const freed = duplicateKeys.filter((key) => !live.has(key))
+        const late = new Map<string, string>()
+        if (freed.length > 0) {
+          const freedRows = rows.filter((row) => row.unique_key !== null && freed.includes(row.unique_key))
+          for (const row of yield* dialect.insert(freedRows, now)) {
+            if (row.unique_key !== null) late.set(row.unique_key, String(row.id))
+          }
+        }
+        const answered: Array<InsertResult> = []
+        const lateAnswered = new Set<string>()
+        for (const r of results) {
+          if (typeof r !== "string") answered.push(r)
+          else if (live.has(r)) answered.push({ id: live.get(r)!, inserted: false })
+          else if (late.has(r)) {
+            // The first row with the key was inserted now; later ones in the batch are its duplicates.
+            answered.push({ id: late.get(r)!, inserted: !lateAnswered.has(r) })
+            lateAnswered.add(r)
+          }
+          else return yield* Effect.fail(new Error(`unique key ${JSON.stringify(r)} changed hands twice during one enqueue`))
+        }
+        return answered
       }).pipe(Effect.mapError((cause) => new StoreError({ op: "insert", cause })))
 
     const store: JobStoreShape = {
