@@ -73,7 +73,8 @@ export const runInline = <R, JobOut = never, JobErr = never, JobIn = never>(
       handler as JobHandler<unknown>,
       record,
       (options.jobLayer ?? Layer.empty) as Layer.Layer<unknown, unknown, unknown>,
-      JobContextTag.fromRecord(record, "inline")
+      JobContextTag.fromRecord(record, "inline"),
+      undefined
     ) as Effect.Effect<unknown, unknown, never>
     return yield* Effect.exit(attempt)
   })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, type Duration, Effect, Exit, Fiber, Layer, Option, Ref, Schedule, Schema, Scope, TestClock } from "effect"
+import { Context, Deferred, type Duration, Effect, Exit, Fiber, FiberRef, Layer, Option, Ref, Schedule, Schema, Scope, TestClock } from "effect"
 import { cancel, Job, JobClient, JobContext, JobStore, snooze, Worker } from "conveyor"
 import * as Testing from "conveyor/testing"
 import { finishedJobs, start } from "./helpers.js"
@@ -318,6 +318,47 @@ describe("Worker", () => {
       yield* TestClock.adjust("1 minute")
       yield* last
       expect(order).toEqual(["high", "normal", "low", "later"])
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("runs jobs one after another on a runner without leaking fiber state, and replaces a cancelled job's runner", () =>
+    Effect.gen(function*() {
+      const Step = Job.make({ name: "step", payload: Schema.Struct({ n: Schema.Number, block: Schema.Boolean }) })
+      const carried = FiberRef.unsafeMake<ReadonlyArray<number>>([])
+      const seen: Array<readonly [number, ReadonlyArray<number>]> = []
+      const blocked = yield* Deferred.make<void>()
+      const worker = yield* start(Worker.layer({
+        handlers: [Step.handler(({ block, n }) =>
+          Effect.gen(function*() {
+            seen.push([n, yield* FiberRef.get(carried)])
+            yield* FiberRef.update(carried, (ns) => [...ns, n])
+            yield* Effect.annotateLogsScoped({ leaked: n })
+            if (block) {
+              yield* Deferred.succeed(blocked, undefined)
+              return yield* Effect.never
+            }
+          })
+        )],
+        concurrency: 1
+      }))
+      const client = yield* JobClient
+      const first = yield* finishedJobs(worker, 3)
+      yield* Effect.forEach([1, 2, 3], (n) => client.enqueue(Step, { n, block: false }))
+      yield* first
+      // Every job started from the runner's own state, whatever the one before it set.
+      expect(seen).toEqual([[1, []], [2, []], [3, []]])
+
+      const cancelled = yield* finishedJobs(worker, 1)
+      const id = yield* client.enqueue(Step, { n: 4, block: true })
+      yield* Deferred.await(blocked)
+      yield* client.cancel(id)
+      const [event] = yield* cancelled
+      expect(event!.outcome).toBe("Cancel")
+      // The interrupted runner retired; its replacement runs the next job, from a clean state.
+      const after = yield* finishedJobs(worker, 1)
+      yield* client.enqueue(Step, { n: 5, block: false })
+      const [next] = yield* after
+      expect(next!.outcome).toBe("Complete")
+      expect(seen.at(-1)).toEqual([5, []])
     }).pipe(Effect.provide(Testing.layer)))
 
   it.scoped("keeps a long job's lease alive with heartbeats, so it is never rescued", () =>

@@ -2,16 +2,22 @@
  * Batches settlements: every attempt's outcome goes through one queue, and a single fiber writes
  * whatever has gathered in one store call. An idle worker writes at once (a batch of one); a busy
  * one writes many per round trip, so no job waits on a timer and no job costs a commit of its own.
+ *
+ * A job's runner does not wait for its write: it hands over the settlement with what to do once
+ * the store has answered, and goes on to its next job.
  */
-import { Deferred, Effect, Queue, Schedule } from "effect"
+import { Deferred, Effect, Either, Queue, Schedule } from "effect"
 import type { StoreError } from "../Errors.js"
 import type { JobStoreShape, Settlement } from "../JobStore.js"
 
 const maxBatch = 500
 
+/** What to do once the store has answered: whether the settlement applied (false: stale lease). */
+export type OnSettled = (result: Either.Either<boolean, StoreError>) => Effect.Effect<void>
+
 export const makeSettler = (store: JobStoreShape) =>
   Effect.gen(function*() {
-    const pending = yield* Queue.unbounded<readonly [Settlement, Deferred.Deferred<boolean, StoreError>]>()
+    const pending = yield* Queue.unbounded<readonly [Settlement, OnSettled]>()
 
     const flush = Effect.gen(function*() {
       const first = yield* Queue.take(pending)
@@ -30,18 +36,24 @@ export const makeSettler = (store: JobStoreShape) =>
         Effect.retry(Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))),
         Effect.either
       )
-      let i = 0
-      for (const [, deferred] of batch) {
-        if (results._tag === "Right") yield* Deferred.succeed(deferred, results.right[i++] ?? false)
-        else yield* Deferred.fail(deferred, results.left)
+      for (let i = 0; i < batch.length; i++) {
+        const onSettled = batch[i]![1]
+        yield* onSettled(Either.map(results, (applied) => applied[i] ?? false))
       }
     })
     yield* Effect.forkScoped(Effect.forever(flush))
 
-    /** Write a settlement; resolves with whether it applied (false: the lease was stale). */
-    const submit = (settlement: Settlement): Effect.Effect<boolean, StoreError> =>
-      Effect.flatMap(Deferred.make<boolean, StoreError>(), (deferred) =>
-        Effect.zipRight(Queue.offer(pending, [settlement, deferred]), Deferred.await(deferred)))
+    /** Queue a settlement; `onSettled` runs on the settler's fiber once the store has answered. */
+    const submit = (settlement: Settlement, onSettled: OnSettled): void => {
+      Queue.unsafeOffer(pending, [settlement, onSettled])
+    }
 
-    return { submit } as const
+    /** Write a settlement and wait for the answer (off the hot path: shutdown, early cancels). */
+    const settle = (settlement: Settlement): Effect.Effect<boolean, StoreError> =>
+      Effect.flatMap(Deferred.make<boolean, StoreError>(), (deferred) => {
+        submit(settlement, (result) => Deferred.complete(deferred, result))
+        return Deferred.await(deferred)
+      })
+
+    return { submit, settle } as const
   })

@@ -194,3 +194,6 @@ export const endProcessSpan = (
     span.end(endTime, Exit.void)
   }
 }
+
+/** Effect's default tracer (in-memory spans, exported nowhere): what runs when no tracer layer is provided. */
+export const builtInTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)

@@ -1,26 +1,34 @@
 /**
- * The worker loop. One fetcher claims jobs in batches into per-queue buffers; one dispatcher per
- * queue starts them under the queue's and the process's concurrency limits, each in a fiber of
- * its own; one heartbeat fiber extends every held lease in a single store call; a rescuer
- * returns jobs whose workers died. Shutdown stops claiming, releases buffered jobs, lets running
+ * The worker loop. One fetcher claims jobs in batches into per-queue buffers; a fixed set of
+ * runner fibers (the concurrency) run them, each job in its own scope, under each queue's
+ * limit, and hand their settlements to the settler, which writes them in batches. One heartbeat
+ * fiber extends every held lease in a single store call; a rescuer returns jobs whose workers
+ * died. Shutdown stops claiming, releases buffered jobs, lets running
  * ones finish within the grace period, then interrupts and releases the rest.
  */
 import * as Os from "node:os"
 import {
+  Cause,
   Clock,
   Data,
+  Deferred,
   Duration,
   Effect,
+  Either,
   Exit,
   Fiber,
-  FiberSet,
+  FiberRef,
+  type FiberRefs,
+  HashMap,
   Layer,
   PubSub,
   Queue,
   Random,
   Schedule,
-  Stream
+  Stream,
+  Tracer
 } from "effect"
+import type { StoreError } from "../Errors.js"
 import type { JobHandler } from "../Job.js"
 import { JobContext } from "../JobContext.js"
 import { type JobRecord, JobStore, Settlement } from "../JobStore.js"
@@ -29,7 +37,7 @@ import { runAttempt, settlementFor, type StopReason } from "./attempt.js"
 import * as Metrics from "./metrics.js"
 import { validateName } from "./names.js"
 import { makeSettler } from "./settler.js"
-import { endProcessSpan, makeProcessSpan, outcomeOf } from "./tracing.js"
+import { builtInTracer, endProcessSpan, makeProcessSpan, outcomeOf } from "./tracing.js"
 
 /** What happened to a job on this worker, for tests, telemetry and tools. */
 export type WorkerEvent = Data.TaggedEnum<{
@@ -45,9 +53,33 @@ export type WorkerEvent = Data.TaggedEnum<{
 }>
 export const WorkerEvent = Data.taggedEnum<WorkerEvent>()
 
+/**
+ * Put a fiber's FiberRefs back as they were, from the fiber itself. The runtime's own
+ * `setFiberRefs` swaps the whole set in one step; `Effect.setFiberRefs` is the public fallback
+ * (it resets the refs in the snapshot one by one).
+ */
+const resetFiberRefs = (fiber: Fiber.RuntimeFiber<unknown, unknown>, fiberRefs: FiberRefs.FiberRefs): Effect.Effect<void> => {
+  const runtime = fiber as unknown as { setFiberRefs?: (fiberRefs: FiberRefs.FiberRefs) => void }
+  if (typeof runtime.setFiberRefs !== "function") return Effect.setFiberRefs(fiberRefs)
+  runtime.setFiberRefs(fiberRefs)
+  return Effect.void
+}
+
+/** A queue's claimed jobs waiting for a runner, and how many of its jobs run now. */
+interface Lane {
+  readonly limit: number
+  readonly buffer: Array<Held | undefined>
+  head: number
+  running: number
+}
+
+/** A job this worker holds a lease on, from its claim until its settlement is written. */
 interface Held {
   readonly record: JobRecord
-  fiber: Fiber.RuntimeFiber<void> | undefined
+  readonly lane: Lane
+  phase: "buffered" | "running" | "settling"
+  /** The runner fiber while the job runs: interrupting it interrupts the job. */
+  runner: Fiber.RuntimeFiber<unknown, unknown> | undefined
   stop: StopReason | undefined
 }
 
@@ -83,128 +115,210 @@ export const makeWorker = (
 
     // The worker's own log lines; a job's lines carry the job's annotations instead.
     const workerLogs = { module: "Worker", workerId }
+    const clock = yield* Effect.clock
+    // Effect's built-in tracer keeps spans in memory and exports nothing: with it, a job's
+    // `process` span would cost more than a no-op job and be seen by no one.
+    const traced = (yield* Effect.tracer) !== builtInTracer
     const events = yield* PubSub.unbounded<WorkerEvent>()
     const settler = yield* makeSettler(store)
-    const running = yield* FiberSet.make<void>()
     const held = new Map<string, Held>()
     const heldByQueue = new Map<string, number>()
     const slotFreed = yield* Queue.sliding<void>(1)
     const workAvailable = yield* Queue.sliding<void>(1)
-    const processPermits = yield* Effect.makeSemaphore(concurrency)
-    const lanes = new Map(
-      yield* Effect.forEach(queueLimits, ([queue, limit]) =>
-        Effect.map(
-          Effect.all({ buffer: Queue.unbounded<JobRecord>(), permits: Effect.makeSemaphore(limit) }),
-          (lane) => [queue, lane] as const
-        ))
+    const lanes = new Map<string, Lane>(
+      Array.from(queueLimits, ([queue, limit]) => [queue, { limit, buffer: [], head: 0, running: 0 }])
     )
+    const laneList = [...lanes.values()]
 
     let runningCount = 0
+    let draining = false
+    const allSettled = yield* Deferred.make<void>()
     const hold = (record: JobRecord) => {
-      held.set(record.id, { record, fiber: undefined, stop: undefined })
+      const lane = lanes.get(record.queue)!
+      const entry: Held = { record, lane, phase: "buffered", runner: undefined, stop: undefined }
+      held.set(record.id, entry)
       heldByQueue.set(record.queue, (heldByQueue.get(record.queue) ?? 0) + 1)
+      lane.buffer.push(entry)
     }
     const unhold = (record: JobRecord) => {
       if (!held.delete(record.id)) return
       heldByQueue.set(record.queue, (heldByQueue.get(record.queue) ?? 1) - 1)
       Queue.unsafeOffer(slotFreed, undefined)
+      if (draining && held.size === 0) Deferred.unsafeDone(allSettled, Exit.void)
     }
     const leaseOf = (record: JobRecord) => ({ id: record.id, token: record.leaseToken })
-    const submit = (settlement: Settlement) =>
-      settler.submit(settlement).pipe(
+    const settleNow = (settlement: Settlement) =>
+      settler.settle(settlement).pipe(
         Effect.catchAllCause((cause) =>
           Effect.as(Effect.logWarning("could not settle job; its lease will expire and it will be rescued", cause), false)
         )
       )
 
-    // --- running one job -------------------------------------------------------------------
-    const jobLogAnnotations = (record: JobRecord) => ({
-      jobId: record.id,
-      jobName: record.name,
-      queue: record.queue,
-      attempt: record.attempt,
-      trigger: record.trigger,
-      workerId,
-      ...(record.tenantId === null ? {} : { tenantId: record.tenantId })
+    // --- handing jobs to runners ---------------------------------------------------------------
+    // A fixed set of runner fibers (one per unit of concurrency) take jobs from the lanes and run
+    // them one after another, each in its own scope: forking a fiber per job would cost more than
+    // a no-op job itself. A runner whose job is interrupted retires and is replaced.
+    let laneRotation = 0
+    /** The next buffered job of a lane under its limit, fairly across lanes; marks it running. */
+    const takeReady = (): Held | undefined => {
+      for (let k = 0; k < laneList.length; k++) {
+        const lane = laneList[(laneRotation + k) % laneList.length]!
+        if (lane.running >= lane.limit) continue
+        while (lane.head < lane.buffer.length) {
+          const entry = lane.buffer[lane.head]!
+          lane.buffer[lane.head++] = undefined
+          if (lane.head === lane.buffer.length) {
+            lane.buffer.length = 0
+            lane.head = 0
+          }
+          if (entry.stop !== undefined || entry.phase !== "buffered") continue
+          lane.running++
+          laneRotation = (laneRotation + k + 1) % laneList.length
+          return entry
+        }
+      }
+      return undefined
+    }
+    const idleRunners: Array<() => void> = []
+    const wakeRunners = (count: number) => {
+      for (let i = 0; i < count && idleRunners.length > 0; i++) idleRunners.pop()!()
+    }
+    const waitForWork = Effect.async<void>((resume) => {
+      const wake = () => resume(Effect.void)
+      idleRunners.push(wake)
+      return Effect.sync(() => {
+        const at = idleRunners.indexOf(wake)
+        if (at >= 0) idleRunners.splice(at, 1)
+      })
+    })
+    /** The next job to run, waiting for one if needed; undefined once the worker drains. */
+    const nextJob: Effect.Effect<Held | undefined> = Effect.suspend(function next(): Effect.Effect<Held | undefined> {
+      if (draining) return Effect.succeed(undefined)
+      const entry = takeReady()
+      return entry === undefined ? Effect.flatMap(waitForWork, next) : Effect.succeed(entry)
     })
 
-    /** Runs one held job; `freeSlot` gives its concurrency permits back as soon as the handler is done. */
-    const runJob = (entry: Held, freeSlot: Effect.Effect<void>): Effect.Effect<void> =>
-      Effect.uninterruptibleMask((restore) =>
+    // --- running one job -------------------------------------------------------------------
+    const withJobLogAnnotations = (record: JobRecord) =>
+      Effect.locallyWith(FiberRef.currentLogAnnotations, (annotations) =>
+        HashMap.mutate(annotations, (map) => {
+          HashMap.set(map, "jobId", record.id)
+          HashMap.set(map, "jobName", record.name)
+          HashMap.set(map, "queue", record.queue)
+          HashMap.set(map, "attempt", record.attempt)
+          HashMap.set(map, "trigger", record.trigger)
+          HashMap.set(map, "workerId", workerId)
+          if (record.tenantId !== null) HashMap.set(map, "tenantId", record.tenantId)
+        }))
+
+    /** What to do once a job's settlement is written (or was not needed). */
+    const finished = (entry: Held, settlement: Settlement | undefined, exit: Exit.Exit<unknown, unknown>, span: Tracer.Span | undefined) =>
+    (result: Either.Either<boolean, StoreError>): Effect.Effect<void> => {
+      const record = entry.record
+      unhold(record)
+      const applied = Either.getOrElse(result, () => false)
+      const publish = PubSub.publish(
+        events,
+        WorkerEvent.JobFinished({ job: record, outcome: settlement?._tag ?? "Lost", applied, exit })
+      )
+      if (Either.isLeft(result)) {
+        return Effect.zipRight(
+          Effect.logWarning("could not settle job; its lease will expire and it will be rescued", result.left).pipe(
+            withJobLogAnnotations(record)
+          ),
+          publish
+        )
+      }
+      if (settlement?._tag === "Retry" || settlement?._tag === "Discard") {
+        const warning = Effect.logWarning(`job attempt failed: ${settlement._tag === "Retry" ? "will retry" : "discarded"}`)
+          .pipe(
+            Effect.annotateLogs({ error: settlement.error.message, module: "Worker" }),
+            withJobLogAnnotations(record)
+          )
+        return Effect.zipRight(span === undefined ? warning : Effect.withParentSpan(warning, span), publish)
+      }
+      return publish
+    }
+
+    /**
+     * Runs one job on the calling runner (uninterruptible but for the attempt itself) and hands
+     * its settlement to the settler. Answers whether the runner must retire: an interruption was
+     * aimed at this job, and may still be pending on the runner.
+     */
+    const runJob = (
+      entry: Held,
+      runner: Fiber.RuntimeFiber<unknown, unknown>,
+      restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+    ): Effect.Effect<boolean> =>
+      Effect.gen(function*() {
+        const record = entry.record
+        const handler = byName.get(record.name)
+        entry.phase = "running"
+        entry.runner = runner
+        runningCount++
+        yield* PubSub.publish(events, WorkerEvent.JobStarted({ job: record }))
+        const span = traced ? yield* makeProcessSpan(record, settings.producerSpan, workerId) : undefined
+        const series = Metrics.seriesOf(record.queue, record.name)
+        const startedAt = clock.unsafeCurrentTimeNanos()
+        Metrics.recordStarted(series, (Number(startedAt / 1_000_000n) - record.runAt) / 1000)
+        const attempt = runAttempt(handler, record, jobLayer, JobContext.fromRecord(record, workerId), span).pipe(
+          withJobLogAnnotations(record)
+        ) as Effect.Effect<unknown, unknown>
+        const fiberRefs = runner.getFiberRefs()
+        const exit = yield* Effect.exit(restore(attempt))
+        // A handler's `FiberRef.set` must not outlive its job on this runner.
+        yield* resetFiberRefs(runner, fiberRefs)
+        entry.phase = "settling"
+        entry.runner = undefined
+        runningCount--
+        entry.lane.running--
+        const settlement = yield* settlementFor(record, handler?.job, exit, entry.stop)
+        const endedAt = clock.unsafeCurrentTimeNanos()
+        const outcome = outcomeOf(settlement)
+        if (span !== undefined) endProcessSpan(span, outcome, exit, endedAt)
+        Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
+        const onSettled = finished(entry, settlement, exit, span)
+        if (settlement === undefined) yield* onSettled(Either.right(false))
+        else settler.submit(settlement, onSettled)
+        return entry.stop !== undefined
+      })
+
+    /** One runner's life: jobs one after another until the worker drains or a job is interrupted. */
+    const runner = Effect.uninterruptibleMask((restore) =>
+      Effect.withFiberRuntime<void>((fiber) =>
         Effect.gen(function*() {
-          const record = entry.record
-          const handler = byName.get(record.name)
-          yield* PubSub.publish(events, WorkerEvent.JobStarted({ job: record }))
-          const span = yield* makeProcessSpan(record, settings.producerSpan, workerId)
-          const series = Metrics.seriesOf(record.queue, record.name)
-          const startedAt = yield* Clock.currentTimeNanos
-          Metrics.recordStarted(series, (Number(startedAt / 1_000_000n) - record.runAt) / 1000)
-          const attempt = Effect.annotateLogs(
-            runAttempt(handler, record, jobLayer, JobContext.fromRecord(record, workerId)) as Effect.Effect<unknown, unknown>,
-            jobLogAnnotations(record)
-          )
-          runningCount++
-          const exit = yield* Effect.exit(restore(Effect.withParentSpan(attempt, span)))
-          runningCount--
-          // The next job may start while this one's settlement is written.
-          yield* freeSlot
-          const settlement = yield* settlementFor(record, handler?.job, exit, entry.stop)
-          const endedAt = yield* Clock.currentTimeNanos
-          const outcome = outcomeOf(settlement)
-          endProcessSpan(span, outcome, exit, endedAt)
-          Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
-          const applied = settlement === undefined ? false : yield* submit(settlement)
-          if (settlement?._tag === "Retry" || settlement?._tag === "Discard") {
-            yield* Effect.logWarning(`job attempt failed: ${settlement._tag === "Retry" ? "will retry" : "discarded"}`)
-              .pipe(
-                Effect.annotateLogs({ ...jobLogAnnotations(record), error: settlement.error.message, module: "Worker" }),
-                Effect.withParentSpan(span)
-              )
+          while (true) {
+            const entry = yield* restore(nextJob)
+            if (entry === undefined) return
+            if (yield* runJob(entry, fiber, restore)) return
           }
-          unhold(record)
-          yield* PubSub.publish(
-            events,
-            WorkerEvent.JobFinished({ job: record, outcome: settlement?._tag ?? "Lost", applied, exit })
-          )
         })
       )
+    )
+    /** A unit of concurrency: a runner, replaced whenever one retires, until the worker drains. */
+    const slot = Effect.gen(function*() {
+      while (!draining) {
+        const exit = yield* Fiber.await(yield* Effect.fork(runner))
+        if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
+          yield* Effect.logError("a job runner died", exit.cause).pipe(Effect.annotateLogs(workerLogs))
+        }
+      }
+    })
 
     /** Stop a held job: interrupt it if it runs; if it still waits in a buffer, settle it here. */
     const stopJob = (id: string, reason: StopReason) =>
       Effect.suspend(() => {
         const entry = held.get(id)
-        if (entry === undefined || entry.stop !== undefined) return Effect.void
+        if (entry === undefined || entry.stop !== undefined || entry.phase === "settling") return Effect.void
         entry.stop = reason
-        if (entry.fiber !== undefined) return Fiber.interruptFork(entry.fiber)
+        if (entry.phase === "running") return Fiber.interruptFork(entry.runner!)
         unhold(entry.record)
         return reason === "cancel"
-          ? Effect.asVoid(submit(Settlement.Cancel({ ...leaseOf(entry.record), reason: "cancelled before it started" })))
+          ? Effect.asVoid(settleNow(Settlement.Cancel({ ...leaseOf(entry.record), reason: "cancelled before it started" })))
           : Effect.void
       })
 
     // --- the loops ---------------------------------------------------------------------------
-    const dispatch = (lane: { readonly buffer: Queue.Queue<JobRecord>; readonly permits: Effect.Semaphore }) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function*() {
-          const record = yield* restore(Queue.take(lane.buffer))
-          const entry = held.get(record.id)
-          if (entry === undefined || entry.stop !== undefined) return
-          yield* restore(Effect.zipRight(lane.permits.take(1), processPermits.take(1)))
-          let released = false
-          const releasePermits = Effect.suspend(() => {
-            if (released) return Effect.void
-            released = true
-            return Effect.zipRight(lane.permits.release(1), processPermits.release(1))
-          })
-          if (entry.stop !== undefined) return yield* releasePermits
-          // Forked from an uninterruptible region: the job itself must be interruptible again.
-          entry.fiber = yield* FiberSet.run(
-            running,
-            Effect.interruptible(Effect.ensuring(runJob(entry, releasePermits), releasePermits))
-          )
-        })
-      ).pipe(Effect.forever)
-
     // Claim in batches: wait until half the capacity is free (or nothing is left to run) rather
     // than claiming one job per finished job, which would cost a round trip per job.
     const refillAt = Math.max(1, Math.ceil(capacity / 2))
@@ -238,10 +352,8 @@ export const makeWorker = (
       if (slots.length === 0) return Effect.as(Queue.take(slotFreed), full)
       return store.claim({ workerId, queues: slots, leaseDuration: settings.leaseDuration }).pipe(
         Effect.map(({ jobs, nextRunAt }): FetchState => {
-          for (const record of jobs) {
-            hold(record)
-            Queue.unsafeOffer(lanes.get(record.queue)!.buffer, record)
-          }
+          for (const record of jobs) hold(record)
+          wakeRunners(jobs.length)
           return jobs.length > 0 ? busy : { _tag: "idle", nextRunAt }
         }),
         Effect.catchAllCause((cause) =>
@@ -337,7 +449,7 @@ export const makeWorker = (
     const heartbeatFiber = yield* every(settings.heartbeatInterval, "heartbeat", heartbeat)
     const rescueFiber = yield* every(settings.rescueInterval, "rescue", rescue)
     const pruneFiber = yield* every(settings.pruneInterval, "prune", prune)
-    const dispatchers = yield* Effect.forEach(lanes.values(), (lane) => Effect.forkScoped(dispatch(lane)))
+    const slots = yield* Effect.forEach(Array.from({ length: concurrency }), () => Effect.forkScoped(slot))
     const fetcher = yield* Effect.forkScoped(Effect.annotateLogs(fetchLoop, workerLogs))
 
     yield* Effect.logInfo("worker started").pipe(
@@ -347,28 +459,32 @@ export const makeWorker = (
     // --- graceful shutdown (runs first: registered last) ---------------------------------------
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        yield* Fiber.interruptAll([fetcher, rescueFiber, pruneFiber, ...dispatchers, ...listeners])
-        const buffered = [...held.values()].filter((entry) => entry.fiber === undefined)
+        yield* Fiber.interruptAll([fetcher, rescueFiber, pruneFiber, ...listeners])
+        draining = true
+        wakeRunners(idleRunners.length)
+        const buffered = [...held.values()].filter((entry) => entry.phase === "buffered")
         for (const entry of buffered) unhold(entry.record)
-        yield* Effect.forEach(buffered, (entry) => submit(Settlement.Release(leaseOf(entry.record))), {
+        yield* Effect.forEach(buffered, (entry) => settleNow(Settlement.Release(leaseOf(entry.record))), {
           concurrency: "unbounded",
           discard: true
         })
-        const inFlight = [...held.values()].flatMap((entry) => entry.fiber === undefined ? [] : [entry.fiber])
-        if (inFlight.length > 0) {
-          yield* Effect.logInfo(`shutting down: waiting up to ${Duration.format(settings.shutdownGrace)} for ${inFlight.length} running jobs`)
-          const drained = yield* Fiber.awaitAll(inFlight).pipe(
-            Effect.interruptible,
-            Effect.timeout(settings.shutdownGrace),
-            Effect.option
-          )
-          if (drained._tag === "None") {
-            const left = [...held.values()]
-            yield* Effect.logWarning(`shutdown grace period over: interrupting and releasing ${left.length} jobs`)
-            for (const entry of left) entry.stop ??= "shutdown"
-            yield* Fiber.interruptAll(left.flatMap((entry) => entry.fiber === undefined ? [] : [entry.fiber]))
-          }
+        if (runningCount > 0) {
+          yield* Effect.logInfo(`shutting down: waiting up to ${Duration.format(settings.shutdownGrace)} for ${runningCount} running jobs`)
         }
+        const drained = yield* Fiber.awaitAll(slots).pipe(
+          Effect.interruptible,
+          Effect.timeout(settings.shutdownGrace),
+          Effect.option
+        )
+        if (drained._tag === "None") {
+          const left = [...held.values()].filter((entry) => entry.phase === "running")
+          yield* Effect.logWarning(`shutdown grace period over: interrupting and releasing ${left.length} jobs`)
+          for (const entry of left) entry.stop ??= "shutdown"
+          yield* Effect.forEach(left, (entry) => Fiber.interruptFork(entry.runner!), { discard: true })
+          yield* Fiber.awaitAll(slots)
+        }
+        // Every settlement handed to the settler is written before the worker's scope closes.
+        if (held.size > 0) yield* Deferred.await(allSettled)
         yield* Fiber.interrupt(heartbeatFiber)
         yield* Effect.logInfo("worker stopped")
       }).pipe(Effect.annotateLogs(workerLogs))

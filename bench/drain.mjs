@@ -1,0 +1,52 @@
+// A drain without the harness, for profiling the worker: `node bench/drain.mjs [memory|sqlite|pg] [n] [prefetch]`
+// (after `npm run build`). Add `--cpu-prof` to node to write a profile.
+import { Effect, Layer, Logger, LogLevel, ManagedRuntime, Redacted, Schema, Scope, Exit, Deferred } from 'effect'
+import { SqlClient } from '@effect/sql'
+import { Job, JobClient, JobStore, Worker } from '../dist/index.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+const [storeName = 'memory', nArg = '20000', prefetchArg = '500'] = process.argv.slice(2)
+const n = Number(nArg)
+const dir = mkdtempSync(join(tmpdir(), 'conveyor-drain-'))
+const storeLayer = storeName === 'sqlite'
+  ? (await import('../dist/sqlite.js')).layerWith({ filename: join(dir, 'drain.db') })
+  : storeName === 'pg'
+  ? (await import('../dist/pg.js')).layerWith({ url: Redacted.make(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'), schema: 'conveyor_drain', maxConnections: 10 })
+  : Layer.provideMerge(JobClient.layer, JobStore.layerMemory)
+const runtime = ManagedRuntime.make(Layer.mergeAll(storeLayer, Logger.minimumLogLevel(LogLevel.Warning)))
+const BenchJob = Job.make({ name: 'bench', queue: 'bench', payload: Schema.Struct({ i: Schema.Number }) })
+
+const run = (effect) => runtime.runPromise(effect)
+if (storeName === 'pg') await run(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`TRUNCATE conveyor_drain.jobs`))
+
+for (let round = 0; round < 3; round++) {
+  for (let i = 0; i < n; i += 1000) {
+    await run(Effect.flatMap(JobClient, (client) => client.enqueueMany(BenchJob, Array.from({ length: Math.min(1000, n - i) }, (_, k) => ({ payload: { i: i + k } })))))
+  }
+  let seen = 0
+  let resolve
+  const done = new Promise((r) => { resolve = r })
+  const handler = BenchJob.handler(() => Effect.sync(() => { if (++seen === n) resolve() }))
+  const started = performance.now()
+  const cpuStart = process.cpuUsage()
+  const scope = await run(Scope.make())
+  await run(Layer.buildWithScope(Worker.layer({ handlers: [handler], concurrency: 16, prefetch: Number(prefetchArg) }), scope))
+  await done
+  const handlersDone = performance.now()
+  // Wait until the store has every settlement.
+  while (true) {
+    const counts = await run(Effect.flatMap(JobStore, (s) => s.counts))
+    const open = counts.filter((c) => c.state !== 'completed').reduce((a, c) => a + c.count, 0)
+    if (open === 0) break
+    await new Promise((r) => setTimeout(r, 2))
+  }
+  const elapsed = performance.now() - started
+  const cpu = process.cpuUsage(cpuStart)
+  await run(Scope.close(scope, Exit.void))
+  console.log(`${storeName} round ${round}: ${n} jobs in ${elapsed.toFixed(0)} ms = ${(n / elapsed * 1000).toFixed(0)} jobs/s (handlers done at ${(handlersDone - started).toFixed(0)} ms; ${((cpu.user + cpu.system) / n).toFixed(1)} µs CPU per job)`)
+  await run(Effect.flatMap(JobStore, (s) => s.prune({ finishedBefore: { completed: Date.now() + 1000 }, limit: 1e9 })))
+}
+await runtime.dispose()
+rmSync(dir, { recursive: true, force: true })
