@@ -33,7 +33,7 @@ import type { JobHandler } from "../Job.js"
 import { JobContext } from "../JobContext.js"
 import { type JobRecord, JobStore, Settlement } from "../JobStore.js"
 import * as WorkerConfig from "../WorkerConfig.js"
-import { runAttempt, settlementFor, type StopReason } from "./attempt.js"
+import { completion, runAttempt, settlementFor, type StopReason } from "./attempt.js"
 import * as Metrics from "./metrics.js"
 import { validateName } from "./names.js"
 import { makeSettler } from "./settler.js"
@@ -191,25 +191,19 @@ export const makeWorker = (
         if (at >= 0) idleRunners.splice(at, 1)
       })
     })
-    /** The next job to run, waiting for one if needed; undefined once the worker drains. */
-    const nextJob: Effect.Effect<Held | undefined> = Effect.suspend(function next(): Effect.Effect<Held | undefined> {
-      if (draining) return Effect.succeed(undefined)
-      const entry = takeReady()
-      return entry === undefined ? Effect.flatMap(waitForWork, next) : Effect.succeed(entry)
-    })
-
     // --- running one job -------------------------------------------------------------------
+    const addJobLogAnnotations = (record: JobRecord) => (annotations: HashMap.HashMap<string, unknown>) =>
+      HashMap.mutate(annotations, (map) => {
+        HashMap.set(map, "jobId", record.id)
+        HashMap.set(map, "jobName", record.name)
+        HashMap.set(map, "queue", record.queue)
+        HashMap.set(map, "attempt", record.attempt)
+        HashMap.set(map, "trigger", record.trigger)
+        HashMap.set(map, "workerId", workerId)
+        if (record.tenantId !== null) HashMap.set(map, "tenantId", record.tenantId)
+      })
     const withJobLogAnnotations = (record: JobRecord) =>
-      Effect.locallyWith(FiberRef.currentLogAnnotations, (annotations) =>
-        HashMap.mutate(annotations, (map) => {
-          HashMap.set(map, "jobId", record.id)
-          HashMap.set(map, "jobName", record.name)
-          HashMap.set(map, "queue", record.queue)
-          HashMap.set(map, "attempt", record.attempt)
-          HashMap.set(map, "trigger", record.trigger)
-          HashMap.set(map, "workerId", workerId)
-          if (record.tenantId !== null) HashMap.set(map, "tenantId", record.tenantId)
-        }))
+      Effect.locallyWith(FiberRef.currentLogAnnotations, addJobLogAnnotations(record))
 
     /** What to do once a job's settlement is written (or was not needed). */
     const finished = (entry: Held, settlement: Settlement | undefined, exit: Exit.Exit<unknown, unknown>, span: Tracer.Span | undefined) =>
@@ -244,56 +238,80 @@ export const makeWorker = (
      * Runs one job on the calling runner (uninterruptible but for the attempt itself) and hands
      * its settlement to the settler. Answers whether the runner must retire: an interruption was
      * aimed at this job, and may still be pending on the runner.
+     *
+     * The attempt writes its services and log annotations into the runner's own FiberRefs, and
+     * the runner puts them back afterwards: cheaper than scoping each one, and it also undoes
+     * whatever the handler itself set. Written without generators: this runs once per job.
      */
     const runJob = (
       entry: Held,
       runner: Fiber.RuntimeFiber<unknown, unknown>,
       restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-    ): Effect.Effect<boolean> =>
-      Effect.gen(function*() {
-        const record = entry.record
-        const handler = byName.get(record.name)
-        entry.phase = "running"
-        entry.runner = runner
-        runningCount++
-        yield* PubSub.publish(events, WorkerEvent.JobStarted({ job: record }))
-        const span = traced ? yield* makeProcessSpan(record, settings.producerSpan, workerId) : undefined
+    ): Effect.Effect<boolean> => {
+      const record = entry.record
+      const handler = byName.get(record.name)
+      entry.phase = "running"
+      entry.runner = runner
+      runningCount++
+      const started = PubSub.publish(events, WorkerEvent.JobStarted({ job: record }))
+      const attempt = (span: Tracer.Span | undefined): Effect.Effect<boolean> => {
         const series = Metrics.seriesOf(record.queue, record.name)
         const startedAt = clock.unsafeCurrentTimeNanos()
-        Metrics.recordStarted(series, (Number(startedAt / 1_000_000n) - record.runAt) / 1000)
-        const attempt = runAttempt(handler, record, jobLayer, JobContext.fromRecord(record, workerId), span).pipe(
-          withJobLogAnnotations(record)
+        Metrics.recordStarted(series, (Number(startedAt) / 1e6 - record.runAt) / 1000)
+        const program = Effect.zipRight(
+          FiberRef.update(FiberRef.currentLogAnnotations, addJobLogAnnotations(record)),
+          runAttempt(handler, record, jobLayer, JobContext.fromRecord(record, workerId), span, "set")
         ) as Effect.Effect<unknown, unknown>
         const fiberRefs = runner.getFiberRefs()
-        const exit = yield* Effect.exit(restore(attempt))
-        // A handler's `FiberRef.set` must not outlive its job on this runner.
-        yield* resetFiberRefs(runner, fiberRefs)
-        entry.phase = "settling"
-        entry.runner = undefined
-        runningCount--
-        entry.lane.running--
-        const settlement = yield* settlementFor(record, handler?.job, exit, entry.stop)
-        const endedAt = clock.unsafeCurrentTimeNanos()
-        const outcome = outcomeOf(settlement)
-        if (span !== undefined) endProcessSpan(span, outcome, exit, endedAt)
-        Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
-        const onSettled = finished(entry, settlement, exit, span)
-        if (settlement === undefined) yield* onSettled(Either.right(false))
-        else settler.submit(settlement, onSettled)
-        return entry.stop !== undefined
-      })
+        return Effect.flatMap(Effect.exit(restore(program)), (exit) =>
+          Effect.zipRight(
+            resetFiberRefs(runner, fiberRefs),
+            Effect.suspend(() => {
+              entry.phase = "settling"
+              entry.runner = undefined
+              runningCount--
+              entry.lane.running--
+              const settle = (settlement: Settlement | undefined): Effect.Effect<boolean> => {
+                const endedAt = clock.unsafeCurrentTimeNanos()
+                const outcome = outcomeOf(settlement)
+                if (span !== undefined) endProcessSpan(span, outcome, exit, endedAt)
+                Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
+                const onSettled = finished(entry, settlement, exit, span)
+                const retire = entry.stop !== undefined
+                if (settlement === undefined) return Effect.as(onSettled(Either.right(false)), retire)
+                settler.submit(settlement, onSettled)
+                return retire ? Effect.succeed(true) : continueRunning
+              }
+              return Exit.isSuccess(exit)
+                ? settle(completion(record, handler?.job, exit.value))
+                : Effect.flatMap(settlementFor(record, handler?.job, exit, entry.stop), settle)
+            })
+          ))
+      }
+      return Effect.zipRight(
+        started,
+        traced ? Effect.flatMap(makeProcessSpan(record, settings.producerSpan, workerId), attempt) : attempt(undefined)
+      )
+    }
+    const continueRunning = Effect.succeed(false)
 
     /** One runner's life: jobs one after another until the worker drains or a job is interrupted. */
     const runner = Effect.uninterruptibleMask((restore) =>
-      Effect.withFiberRuntime<void>((fiber) =>
-        Effect.gen(function*() {
-          while (true) {
-            const entry = yield* restore(nextJob)
-            if (entry === undefined) return
-            if (yield* runJob(entry, fiber, restore)) return
-          }
+      Effect.withFiberRuntime<void>((fiber) => {
+        const waitForJob = restore(waitForWork)
+        const next: Effect.Effect<void> = Effect.suspend(() => {
+          if (draining) return Effect.void
+          const entry = takeReady()
+          if (entry === undefined) return Effect.flatMap(waitForJob, () => next)
+          return Effect.flatMap(runJob(entry, fiber, restore), (retire) => retire ? Effect.void : next)
         })
-      )
+        // Hold the refs a job sets, so that putting the runner's refs back also covers them.
+        return Effect.zipRight(
+          Effect.flatMap(FiberRef.get(FiberRef.currentLogAnnotations), (annotations) =>
+            FiberRef.set(FiberRef.currentLogAnnotations, annotations)),
+          next
+        )
+      })
     )
     /** A unit of concurrency: a runner, replaced whenever one retires, until the worker drains. */
     const slot = Effect.gen(function*() {

@@ -51,6 +51,36 @@ export interface InsertRow {
   readonly run_at: number
 }
 
+/**
+ * The columns a claim answers, in this order, as raw values: building a row object per claimed
+ * job costs as much as claiming it. The rest of the record is known from the claim itself.
+ */
+export const claimedColumns = [
+  "id",
+  "name",
+  "queue",
+  "payload",
+  "priority",
+  "attempt",
+  "max_attempts",
+  "trigger",
+  "tenant_id",
+  "metadata",
+  "unique_key",
+  "trace_context",
+  "enqueued_at",
+  "run_at",
+  "lease_token",
+  "errors"
+] as const
+
+/** A completed attempt: the common settlement, written by a statement of its own. */
+export interface CompleteRow {
+  readonly id: string
+  readonly token: number
+  readonly result: string | null
+}
+
 /** A settlement, flattened for one batch statement. */
 export interface SettleRow {
   readonly id: string
@@ -89,8 +119,10 @@ export interface Dialect {
     readonly now: number
     readonly leaseExpiresAt: number
     readonly workerId: string
-  }) => Effect.Effect<ReadonlyArray<JobRow>, SqlError>
+  }) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   readonly nextRunAt: (queues: ReadonlyArray<string>, now: number) => Effect.Effect<number | null, SqlError>
+  /** Complete attempts; answers `[id, lease_token]` of the ones whose lease still held. */
+  readonly complete: (rows: ReadonlyArray<CompleteRow>, now: number) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   readonly settle: (rows: ReadonlyArray<SettleRow>, now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly lease_token: number; readonly queue: string; readonly state: string }>, SqlError>
   readonly heartbeat: (leases: ReadonlyArray<{ readonly id: string; readonly token: number }>, leaseExpiresAt: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly lease_token: number; readonly cancel_requested: boolean | number }>, SqlError>
   readonly rescue: (now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly state: string }>, SqlError>

@@ -6,7 +6,7 @@ import { PgClient } from "@effect/sql-pg"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Stream } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import { type Dialect, type JobRow, listQuery, type Migration, type Signal } from "./dialect.js"
+import { claimedColumns, type Dialect, type JobRow, listQuery, type Migration, type Signal } from "./dialect.js"
 import { listenTo } from "./pgListener.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
@@ -122,7 +122,14 @@ export const makePgDialect = (schema: string) =>
       SET state = 'running', attempt = j.attempt + 1, attempted_at = $2::bigint, lease_token = j.lease_token + 1,
           lease_expires_at = $3::bigint, worker_id = $4
       FROM picked WHERE j.id = picked.id AND ${asyncCommit}
-      RETURNING j.*`
+      RETURNING ${claimedColumns.map((column) => `j.${column}`).join(", ")}`
+
+    const completeSql = `
+      UPDATE ${jobs} AS j SET state = 'completed', finished_at = $2::bigint, result = u.result, lease_expires_at = NULL,
+                             worker_id = NULL
+      FROM json_to_recordset($1::json) AS u(id bigint, token int, result text)
+      WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}
+      RETURNING j.id::text, j.lease_token`
 
     const settleSql = `
       UPDATE ${jobs} AS j SET
@@ -223,7 +230,7 @@ export const makePgDialect = (schema: string) =>
           [JSON.stringify(keys)]
         ),
       claim: ({ leaseExpiresAt, now, queues, workerId }) =>
-        q<JobRow>(claimSql, [JSON.stringify(queues.map(({ limit, queue }) => ({ queue, lim: limit }))), now, leaseExpiresAt, workerId]),
+        sql.unsafe(claimSql, [JSON.stringify(queues.map(({ limit, queue }) => ({ queue, lim: limit }))), now, leaseExpiresAt, workerId]).values,
       nextRunAt: (queues, now) =>
         Effect.map(
           q<{ next: string | null }>(
@@ -233,6 +240,7 @@ export const makePgDialect = (schema: string) =>
           ),
           (rows) => rows[0]?.next == null ? null : Number(rows[0].next)
         ),
+      complete: (rows, now) => sql.unsafe(completeSql, [JSON.stringify(rows), now]).values,
       settle: (rows, now) => q(settleSql, [JSON.stringify(rows), now]),
       heartbeat: (leases, leaseExpiresAt) => q(heartbeatSql, [JSON.stringify(leases), leaseExpiresAt]),
       rescue: (now) => q(rescueSql, [now]),

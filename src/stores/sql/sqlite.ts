@@ -7,7 +7,7 @@ import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Schedule } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import { type Dialect, type JobRow, listQuery, type Migration } from "./dialect.js"
+import { claimedColumns, type Dialect, type JobRow, listQuery, type Migration } from "./dialect.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
 const active = `('scheduled', 'available', 'running', 'retryable')`
@@ -74,6 +74,7 @@ export const makeSqliteDialect = (prefix: string) =>
     const jobs = t("jobs")
     const q = <A extends object>(text: string, params: ReadonlyArray<unknown> = []) =>
       retryBusy(sql.unsafe<A>(text, params as Array<unknown>))
+    const values = (text: string, params: ReadonlyArray<unknown>) => retryBusy(sql.unsafe(text, params as Array<unknown>).values)
 
     yield* q(`PRAGMA busy_timeout = 10000`)
     // WAL is on already (the client's default); NORMAL is durable across application crashes.
@@ -102,7 +103,13 @@ export const makeSqliteDialect = (prefix: string) =>
           AND NOT EXISTS (SELECT 1 FROM ${t("queues")} WHERE name = ? AND paused)
         ORDER BY priority, run_at, id
         LIMIT ?)
-      RETURNING *`
+      RETURNING ${claimedColumns.join(", ")}`
+
+    const completeSql = `
+      UPDATE ${jobs} SET state = 'completed', finished_at = ?, result = u.result, lease_expires_at = NULL, worker_id = NULL
+      FROM (SELECT value ->> 0 AS id, value ->> 1 AS token, value ->> 2 AS result FROM json_each(?)) AS u
+      WHERE ${jobs}.id = u.id AND ${jobs}.lease_token = u.token AND ${jobs}.state = 'running'
+      RETURNING CAST(${jobs}.id AS TEXT), ${jobs}.lease_token`
 
     const settleSql = `
       UPDATE ${jobs} SET
@@ -169,7 +176,7 @@ export const makeSqliteDialect = (prefix: string) =>
         ),
       claim: ({ leaseExpiresAt, now, queues, workerId }) =>
         Effect.map(
-          Effect.forEach(queues, ({ limit, queue }) => q<JobRow>(claimSql, [now, leaseExpiresAt, workerId, queue, now, queue, limit])),
+          Effect.forEach(queues, ({ limit, queue }) => values(claimSql, [now, leaseExpiresAt, workerId, queue, now, queue, limit])),
           (batches) => batches.flat()
         ),
       nextRunAt: (queues, now) =>
@@ -181,6 +188,8 @@ export const makeSqliteDialect = (prefix: string) =>
           ),
           (rows) => rows[0]?.next ?? null
         ),
+      complete: (rows, now) =>
+        values(completeSql, [now, JSON.stringify(rows.map((row) => [Number(row.id), row.token, row.result]))]),
       settle: (rows, now) => q(settleSql, [now, JSON.stringify(rows)]),
       heartbeat: (leases, leaseExpiresAt) => q(heartbeatSql, [leaseExpiresAt, JSON.stringify(leases)]),
       rescue: (now) => q(rescueSql, [now, now, now, now]),

@@ -16,7 +16,7 @@ import type {
   Settlement,
   Trigger
 } from "../../JobStore.js"
-import type { Dialect, InsertRow, JobRow, SettleRow } from "./dialect.js"
+import type { CompleteRow, Dialect, InsertRow, JobRow, SettleRow } from "./dialect.js"
 
 const num = (value: number | string | bigint | null): number | null => value === null ? null : Number(value)
 
@@ -45,6 +45,40 @@ export const toRecord = (row: JobRow): JobRecord => ({
   errors: (typeof row.errors === "string" ? JSON.parse(row.errors) : row.errors) as ReadonlyArray<AttemptError>,
   result: row.result
 })
+
+/** A claimed job from the values of `claimedColumns`, and what the claim itself set. */
+const toClaimedRecord = (
+  row: ReadonlyArray<unknown>,
+  claim: { readonly now: number; readonly leaseExpiresAt: number; readonly workerId: string }
+): JobRecord => {
+  const metadata = row[9] as string | null
+  const errors = row[15] as string | ReadonlyArray<AttemptError>
+  return {
+    id: String(row[0]),
+    name: row[1] as string,
+    queue: row[2] as string,
+    state: "running",
+    payload: row[3] as string,
+    priority: Number(row[4]),
+    attempt: Number(row[5]),
+    maxAttempts: Number(row[6]),
+    trigger: row[7] as Trigger,
+    tenantId: row[8] as string | null,
+    metadata: metadata === null ? {} : JSON.parse(metadata),
+    uniqueKey: row[10] as string | null,
+    traceContext: row[11] as string | null,
+    enqueuedAt: Number(row[12]),
+    runAt: Number(row[13]),
+    attemptedAt: claim.now,
+    finishedAt: null,
+    leaseToken: Number(row[14]),
+    leaseExpiresAt: claim.leaseExpiresAt,
+    workerId: claim.workerId,
+    cancelRequested: false,
+    errors: typeof errors === "string" ? (errors === "[]" ? [] : JSON.parse(errors)) : errors,
+    result: null
+  }
+}
 
 const claimOrder = (a: JobRecord, b: JobRecord) =>
   a.priority - b.priority || a.runAt - b.runAt || Number(a.id) - Number(b.id)
@@ -174,13 +208,17 @@ export const makeSqlStore = (dialect: Dialect) =>
           const now = yield* Clock.currentTimeMillis
           const queues = request.queues.filter((slot) => slot.limit > 0)
           if (queues.length === 0) return { jobs: [], nextRunAt: null }
-          const rows = yield* dialect.claim({
+          const claim = {
             queues,
             now,
             leaseExpiresAt: now + Duration.toMillis(request.leaseDuration),
             workerId: request.workerId
-          })
-          if (rows.length > 0) return { jobs: rows.map(toRecord).sort(claimOrder), nextRunAt: null }
+          }
+          const rows = yield* dialect.claim(claim)
+          if (rows.length > 0) {
+            const jobs = rows.map((row) => toClaimedRecord(row, claim))
+            return { jobs: jobs.sort(claimOrder), nextRunAt: null }
+          }
           const nextRunAt = yield* dialect.nextRunAt(queues.map((slot) => slot.queue), now)
           return { jobs: [], nextRunAt }
         }).pipe(Effect.mapError((cause) => new StoreError({ op: "claim", cause }))),
@@ -188,8 +226,18 @@ export const makeSqlStore = (dialect: Dialect) =>
         Effect.gen(function*() {
           if (settlements.length === 0) return []
           const now = yield* Clock.currentTimeMillis
-          const applied = yield* dialect.settle(settlements.map((s) => settleRow(s, now)), now)
-          const ids = new Set(applied.map((row) => `${row.id}:${row.lease_token}`))
+          const completes: Array<CompleteRow> = []
+          const others: Array<SettleRow> = []
+          for (const s of settlements) {
+            if (s._tag === "Complete") completes.push({ id: s.id, token: s.token, result: s.result })
+            else others.push(settleRow(s, now))
+          }
+          const ids = new Set<string>()
+          if (completes.length > 0) {
+            for (const row of yield* dialect.complete(completes, now)) ids.add(`${row[0]}:${row[1]}`)
+          }
+          const applied = others.length > 0 ? yield* dialect.settle(others, now) : []
+          for (const row of applied) ids.add(`${row.id}:${row.lease_token}`)
           const released = applied.filter((row) => row.state === "available").map((row) => row.queue)
           if (released.length > 0) {
             yield* wake(released)
