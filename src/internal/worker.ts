@@ -71,6 +71,8 @@ interface Lane {
   readonly buffer: Array<Held | undefined>
   head: number
   running: number
+  /** Buffered or running. */
+  occupied: number
 }
 
 /** A job this worker holds a lease on, from its claim until its settlement is written. */
@@ -122,28 +124,35 @@ export const makeWorker = (
     const events = yield* PubSub.unbounded<WorkerEvent>()
     const settler = yield* makeSettler(store)
     const held = new Map<string, Held>()
-    const heldByQueue = new Map<string, number>()
     const slotFreed = yield* Queue.sliding<void>(1)
     const workAvailable = yield* Queue.sliding<void>(1)
     const lanes = new Map<string, Lane>(
-      Array.from(queueLimits, ([queue, limit]) => [queue, { limit, buffer: [], head: 0, running: 0 }])
+      Array.from(queueLimits, ([queue, limit]) => [queue, { limit, buffer: [], head: 0, running: 0, occupied: 0 }])
     )
     const laneList = [...lanes.values()]
 
     let runningCount = 0
+    /** Jobs buffered or running: what capacity counts. Settling ones only wait for a write. */
+    let occupiedCount = 0
     let draining = false
     const allSettled = yield* Deferred.make<void>()
     const hold = (record: JobRecord) => {
       const lane = lanes.get(record.queue)!
       const entry: Held = { record, lane, phase: "buffered", runner: undefined, stop: undefined }
       held.set(record.id, entry)
-      heldByQueue.set(record.queue, (heldByQueue.get(record.queue) ?? 0) + 1)
+      lane.occupied++
+      occupiedCount++
       lane.buffer.push(entry)
     }
-    const unhold = (record: JobRecord) => {
-      if (!held.delete(record.id)) return
-      heldByQueue.set(record.queue, (heldByQueue.get(record.queue) ?? 1) - 1)
+    const vacate = (entry: Held) => {
+      entry.lane.occupied--
+      occupiedCount--
       Queue.unsafeOffer(slotFreed, undefined)
+    }
+    const unhold = (entry: Held) => {
+      if (!held.delete(entry.record.id)) return
+      if (entry.phase === "buffered") vacate(entry)
+      else Queue.unsafeOffer(slotFreed, undefined)
       if (draining && held.size === 0) Deferred.unsafeDone(allSettled, Exit.void)
     }
     const leaseOf = (record: JobRecord) => ({ id: record.id, token: record.leaseToken })
@@ -209,7 +218,7 @@ export const makeWorker = (
     const finished = (entry: Held, settlement: Settlement | undefined, exit: Exit.Exit<unknown, unknown>, span: Tracer.Span | undefined) =>
     (result: Either.Either<boolean, StoreError>): Effect.Effect<void> => {
       const record = entry.record
-      unhold(record)
+      unhold(entry)
       const applied = Either.getOrElse(result, () => false)
       const publish = PubSub.publish(
         events,
@@ -271,6 +280,7 @@ export const makeWorker = (
               entry.runner = undefined
               runningCount--
               entry.lane.running--
+              vacate(entry)
               const settle = (settlement: Settlement | undefined): Effect.Effect<boolean> => {
                 const endedAt = clock.unsafeCurrentTimeNanos()
                 const outcome = outcomeOf(settlement)
@@ -330,7 +340,7 @@ export const makeWorker = (
         if (entry === undefined || entry.stop !== undefined || entry.phase === "settling") return Effect.void
         entry.stop = reason
         if (entry.phase === "running") return Fiber.interruptFork(entry.runner!)
-        unhold(entry.record)
+        unhold(entry)
         return reason === "cancel"
           ? Effect.asVoid(settleNow(Settlement.Cancel({ ...leaseOf(entry.record), reason: "cancelled before it started" })))
           : Effect.void
@@ -342,15 +352,17 @@ export const makeWorker = (
     const refillAt = Math.max(1, Math.ceil(capacity / 2))
     let rotation = 0
     const freeSlots = () => {
-      const free = capacity - held.size
-      if (free < refillAt && held.size > runningCount) return []
+      const free = capacity - occupiedCount
+      // Jobs waiting for their settlement do not hold capacity, within reason: a store that
+      // cannot write settlements must not let the worker claim ever more.
+      if (free < refillAt && occupiedCount > runningCount || held.size >= 2 * capacity) return []
       let remaining = free
       const slots: Array<{ queue: string; limit: number }> = []
       const queues = [...queueLimits]
       rotation = (rotation + 1) % Math.max(1, queues.length)
       for (let i = 0; i < queues.length && remaining > 0; i++) {
         const [queue, limit] = queues[(i + rotation) % queues.length]!
-        const free = Math.min(queueCapacity(limit) - (heldByQueue.get(queue) ?? 0), remaining)
+        const free = Math.min(queueCapacity(limit) - lanes.get(queue)!.occupied, remaining)
         if (free > 0) {
           slots.push({ queue, limit: free })
           remaining -= free
@@ -481,7 +493,7 @@ export const makeWorker = (
         draining = true
         wakeRunners(idleRunners.length)
         const buffered = [...held.values()].filter((entry) => entry.phase === "buffered")
-        for (const entry of buffered) unhold(entry.record)
+        for (const entry of buffered) unhold(entry)
         yield* Effect.forEach(buffered, (entry) => settleNow(Settlement.Release(leaseOf(entry.record))), {
           concurrency: "unbounded",
           discard: true
