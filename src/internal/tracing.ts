@@ -87,6 +87,16 @@ export const errorTypeOf = (cause: Cause.Cause<unknown>): string => {
 export const withSendSpan = <E, R>(
   inserts: ReadonlyArray<JobInsert>,
   insert: (inserts: ReadonlyArray<JobInsert>) => Effect.Effect<ReadonlyArray<InsertResult>, E, R>
+): Effect.Effect<ReadonlyArray<InsertResult>, E, R> =>
+  Effect.tracerWith((tracer) =>
+    // With Effect's built-in tracer nobody would see the span, and its trace context would be
+    // stored with every job for nothing.
+    tracer === builtInTracer ? insert(inserts) : sendSpan(inserts, insert)
+  )
+
+const sendSpan = <E, R>(
+  inserts: ReadonlyArray<JobInsert>,
+  insert: (inserts: ReadonlyArray<JobInsert>) => Effect.Effect<ReadonlyArray<InsertResult>, E, R>
 ): Effect.Effect<ReadonlyArray<InsertResult>, E, R> => {
   const first = inserts[0]
   const sameQueue = first !== undefined && inserts.every((job) => job.queue === first.queue)

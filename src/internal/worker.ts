@@ -401,6 +401,9 @@ export const makeWorker = (
         const state = yield* fetchOnce
         if (state._tag === "busy") {
           yield* idle.reset
+          // Let the runners start the claimed jobs before the next claim, which on SQLite holds
+          // the thread while it runs.
+          yield* Effect.yieldNow()
         } else if (state._tag === "idle") {
           // Sleep until the next poll, a wake-up, or the next known run-at, whichever comes first.
           const waits = [Effect.ignore(idle.next(undefined)), Queue.take(workAvailable)]

@@ -53,6 +53,12 @@ const migrations = (prefix: string): ReadonlyArray<Migration> => {
       `CREATE TABLE ${t("queues")} (name TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0)`,
       `CREATE TABLE ${t("cron_ticks")} (schedule TEXT PRIMARY KEY, last_tick INTEGER NOT NULL)`
     ]
+  }, {
+    // Every claim and settlement rewrote an entry of this index, for the benefit of `counts`
+    // alone (admin reads): measured at about a quarter of a job's write cost. Counts scan.
+    id: 2,
+    name: "drop_queue_state_index",
+    statements: [`DROP INDEX IF EXISTS ${t("jobs_queue_state")}`]
   }]
 }
 
@@ -91,6 +97,14 @@ export const makeSqliteDialect = (prefix: string) =>
              ${field("tenant_id")}, ${field("metadata")}, ${field("unique_key")}, ${field("trace_context")}, ?,
              ${field("run_at")}
       FROM json_each(?) WHERE true ORDER BY key
+      ON CONFLICT DO NOTHING
+      RETURNING CAST(id AS TEXT) AS id, unique_key`
+
+    // One job (the common enqueue) goes as plain parameters: no JSON to build and take apart.
+    const insertOneSql = `
+      INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
+                           unique_key, trace_context, enqueued_at, run_at)
+      VALUES (?, ?, CASE WHEN ? > ? THEN 'scheduled' ELSE 'available' END, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT DO NOTHING
       RETURNING CAST(id AS TEXT) AS id, unique_key`
 
@@ -167,7 +181,27 @@ export const makeSqliteDialect = (prefix: string) =>
         }
         return pending
       }))),
-      insert: (rows, now) => q(insertSql, [now, now, JSON.stringify(rows)]),
+      insert: (rows, now) => {
+        const [row] = rows
+        return rows.length === 1 && row !== undefined
+          ? q(insertOneSql, [
+            row.name,
+            row.queue,
+            row.run_at,
+            now,
+            row.payload,
+            row.priority,
+            row.max_attempts,
+            row.trigger,
+            row.tenant_id,
+            row.metadata,
+            row.unique_key,
+            row.trace_context,
+            now,
+            row.run_at
+          ])
+          : q(insertSql, [now, now, JSON.stringify(rows)])
+      },
       liveByUniqueKey: (keys) =>
         q(
           `SELECT CAST(id AS TEXT) AS id, unique_key FROM ${jobs}
