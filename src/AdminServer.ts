@@ -23,6 +23,9 @@ import type { ScheduleDescription } from "./internal/operations.js"
 
 export type { ScheduleDescription }
 
+/** `GET /metrics` (Prometheus text of every Effect metric), for mounting in your own `HttpRouter`. */
+export { metricsRouter } from "./internal/metricsServer.js"
+
 export interface AdminServerOptions {
   /** Default 9400. */
   readonly port?: number
