@@ -11,9 +11,10 @@
  * refuse cross-site requests; request bodies are size-limited.
  */
 import { createServer } from "node:http"
-import { type Etag, type FileSystem, type HttpPlatform, HttpServer, type Path } from "@effect/platform"
+import type { Etag, FileSystem, HttpPlatform, Path } from "@effect/platform"
+import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Config, type ConfigError, Context, Effect, Layer, Option, Redacted } from "effect"
 import type { AnyJob } from "./Job.js"
 import type { JobStore } from "./JobStore.js"
