@@ -8,19 +8,17 @@
  * Every `/api` route needs `Authorization: Bearer <token>` when a token is configured. Actions are
  * POST only and refuse cross-site requests.
  */
-import {
-  HttpApi,
-  HttpApiEndpoint,
-  HttpApiClient,
-  HttpApiError,
-  HttpApiGroup,
-  HttpApiMiddleware,
-  HttpApiSchema,
-  HttpApiSecurity,
-  HttpClient,
-  HttpClientRequest,
-  OpenApi
-} from "@effect/platform"
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpApiError from "@effect/platform/HttpApiError"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { type Effect, Option, Redacted, Schema } from "effect"
 import { InvalidName, InvalidPayload, JobNotFound, PayloadTooLarge } from "./Errors.js"
 import { JobState, Trigger } from "./JobStore.js"

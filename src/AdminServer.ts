@@ -11,9 +11,10 @@
  * refuse cross-site requests; request bodies are size-limited.
  */
 import { createServer } from "node:http"
-import { type Etag, type FileSystem, type HttpPlatform, HttpServer, type Path } from "@effect/platform"
+import type { Etag, FileSystem, HttpPlatform, Path } from "@effect/platform"
+import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
-import { NodeHttpServer } from "@effect/platform-node"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Config, type ConfigError, Context, Effect, Layer, Option, Redacted } from "effect"
 import type { AnyJob } from "./Job.js"
 import type { JobStore } from "./JobStore.js"
@@ -22,6 +23,9 @@ import { prometheusText } from "./internal/prometheus.js"
 import type { ScheduleDescription } from "./internal/operations.js"
 
 export type { ScheduleDescription }
+
+/** `GET /metrics` (Prometheus text of every Effect metric), for mounting in your own `HttpRouter`. */
+export { metricsRouter } from "./internal/metricsServer.js"
 
 export interface AdminServerOptions {
   /** Default 9400. */

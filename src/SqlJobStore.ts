@@ -7,8 +7,8 @@
  * Enqueueing through a store built on the same client your application uses is transactional:
  * inside `sql.withTransaction`, the job commits or rolls back with your own writes.
  */
-import { SqlClient } from "@effect/sql"
-import type { PgClient } from "@effect/sql-pg"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type * as PgClient from "@effect/sql-pg/PgClient"
 import { Context, Effect, Layer, Option } from "effect"
 import { StoreError } from "./Errors.js"
 import { JobStore } from "./JobStore.js"

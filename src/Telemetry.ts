@@ -13,11 +13,6 @@
  * )
  * ```
  */
-import { createServer } from "node:http"
-import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
-import * as HttpRouter from "@effect/platform/HttpRouter"
-import * as HttpServer from "@effect/platform/HttpServer"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import type { LogRecordProcessor } from "@opentelemetry/sdk-logs"
 import type { MetricReader } from "@opentelemetry/sdk-metrics"
@@ -25,6 +20,7 @@ import type { SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Config, type ConfigError, Effect, Layer, Logger, LogLevel } from "effect"
 import { detectFormat, type LogFormat, makeLogger } from "./internal/logger.js"
 import * as InternalMetrics from "./internal/metrics.js"
+import type { MetricsServerOptions } from "./internal/metricsServer.js"
 import { exportConfig, layerSdk, makeSdkParts } from "./internal/otel.js"
 import * as Prometheus from "./internal/prometheus.js"
 
@@ -32,6 +28,7 @@ export { type LogFormat } from "./internal/logger.js"
 export { tracedStore, type TracedStoreOptions } from "./internal/tracedStore.js"
 export { Attributes, messagingSystem, parseTraceparent, traceparentOf, type ProducerSpanMode } from "./internal/tracing.js"
 export { layerQueueDepth } from "./internal/metrics.js"
+export type { MetricsServerOptions } from "./internal/metricsServer.js"
 
 /** Conveyor's metrics, as Effect metrics (read them with `Metric.value`, or scrape `/metrics`). */
 export const metrics = {
@@ -138,34 +135,16 @@ export const prometheusText: Effect.Effect<string> = Prometheus.prometheusText
 /** The `Content-Type` of `prometheusText`. */
 export const prometheusContentType: string = Prometheus.contentType
 
-/** `GET /metrics`, for mounting in any `HttpRouter`. */
-export const metricsRouter: HttpRouter.HttpRouter = HttpRouter.empty.pipe(
-  HttpRouter.get(
-    "/metrics",
-    Effect.map(prometheusText, (text) => HttpServerResponse.text(text, { contentType: Prometheus.contentType }))
-  )
-)
-
-export interface MetricsServerOptions {
-  /** Default 9464, the port OpenTelemetry's Prometheus exporter uses. */
-  readonly port?: number
-  /** Default `"0.0.0.0"`, for a scraper in another container. */
-  readonly host?: string
-}
-
-/** A small HTTP server for `GET /metrics`. Scrapes are not traced. */
+/**
+ * A small HTTP server for `GET /metrics`. Scrapes are not traced. The HTTP server is loaded
+ * when this layer is built, not when Conveyor is imported: a worker without it never loads
+ * the HTTP stack. (`AdminServer.metricsRouter` in `conveyor/admin` mounts the same route in
+ * your own `HttpRouter`.)
+ */
 export const layerMetricsServer = (options: MetricsServerOptions = {}): Layer.Layer<never, ServeError> =>
   Layer.unwrapEffect(Effect.map(
-    // Loaded when a server is wanted, not when Conveyor is imported.
-    Effect.promise(() => import("@effect/platform-node/NodeHttpServer")),
-    (NodeHttpServer) =>
-      HttpServer.serve(metricsRouter).pipe(
-        HttpServer.withLogAddress,
-        HttpMiddleware.withTracerDisabledForUrls(["/metrics"]),
-        Layer.provide(
-          NodeHttpServer.layer(() => createServer(), { port: options.port ?? 9464, host: options.host ?? "0.0.0.0" })
-        )
-      )
+    Effect.promise(() => import("./internal/metricsServer.js")),
+    (server) => server.layerMetricsServer(options)
   ))
 
 /** `layerMetricsServer` on `CONVEYOR_METRICS_PORT` (default 9464) and `CONVEYOR_METRICS_HOST`. */

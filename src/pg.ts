@@ -3,8 +3,8 @@
  * LISTEN/NOTIFY within milliseconds, claim with `FOR UPDATE SKIP LOCKED`, and reconnect after a
  * lost connection.
  */
-import type { SqlClient } from "@effect/sql"
-import { PgClient } from "@effect/sql-pg"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Config, type ConfigError, Effect, Layer, type Redacted } from "effect"
 import type { StoreError } from "./Errors.js"

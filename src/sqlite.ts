@@ -2,8 +2,8 @@
  * `conveyor/sqlite`: the embedded default. A SQLite file next to the app, no set-up; several
  * processes on one machine may share the file.
  */
-import type { SqlClient } from "@effect/sql"
-import { SqliteClient } from "@effect/sql-sqlite-node"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Config, type ConfigError, Effect, Layer } from "effect"
 import type { StoreError } from "./Errors.js"
 import { JobClient, type JobClientOptions } from "./JobClient.js"

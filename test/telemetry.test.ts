@@ -6,6 +6,7 @@ import { type CollectionResult, DataPointType, MetricReader } from "@opentelemet
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { ConfigProvider, Duration, Effect, Exit, Fiber, Layer, Metric, Redacted, Schema, TestClock } from "effect"
 import { Job, JobClient, JobContext, JobStore, Telemetry, Worker } from "conveyor"
+import { AdminServer } from "conveyor/admin"
 import * as Testing from "conveyor/testing"
 import { exportConfig } from "../src/internal/otel.js"
 import { finishedJobs, start } from "./helpers.js"
@@ -329,7 +330,7 @@ describe("Telemetry", () => {
       expect(text).toMatch(new RegExp(`messaging_process_duration_seconds_bucket\\{[^}]*${labels},conveyor_job_outcome="completed",le="\\+Inf"\\} 1`))
       expect(text).toMatch(new RegExp(`messaging_process_duration_seconds_count\\{[^}]*${labels},conveyor_job_outcome="completed"\\} 1`))
     }).pipe(
-      Effect.provide(HttpServer.serve(Telemetry.metricsRouter).pipe(Layer.provideMerge(NodeHttpServer.layerTest))),
+      Effect.provide(HttpServer.serve(AdminServer.metricsRouter).pipe(Layer.provideMerge(NodeHttpServer.layerTest))),
       Effect.provide(TestLive)
     ))
 })

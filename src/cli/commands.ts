@@ -9,7 +9,6 @@ import { pathToFileURL } from "node:url"
 import { Args, Command, Options } from "@effect/cli"
 import { Config, Console, Duration, Effect, Layer, Logger, LogLevel, Option, type Redacted, Schema } from "effect"
 import { CronView, JobPage, JobView, QueueView, StatsView } from "../AdminApi.js"
-import * as AdminServer from "../AdminServer.js"
 import * as CronScheduler from "../CronScheduler.js"
 import type { WorkerModule } from "../cli.js"
 import { JobState } from "../JobStore.js"
@@ -382,8 +381,10 @@ const worker = Command.make(
       const module = yield* loadModule(args.module)
       const adminPortConfigured = yield* Config.option(Config.port("CONVEYOR_ADMIN_PORT"))
       const adminWanted = Option.isSome(args.adminPort) || Option.isSome(adminPortConfigured)
-      // Admin settings (the token above all) are read, and checked, only when the server is wanted.
-      const adminSettings = adminWanted ? yield* AdminServer.config : {}
+      // The admin server is loaded, and its settings (the token above all) read and checked, only
+      // when it is wanted: a worker without it does not load the HTTP server.
+      const AdminServer = adminWanted ? yield* Effect.promise(() => import("../AdminServer.js")) : undefined
+      const adminSettings = AdminServer === undefined ? {} : yield* AdminServer.config
       const concurrency = Option.getOrUndefined(args.concurrency)
       if (concurrency !== undefined && concurrency < 1) return yield* new BadInput({ message: "--concurrency must be at least 1" })
 
@@ -393,7 +394,7 @@ const worker = Command.make(
         ...module.worker,
         ...(concurrency === undefined ? {} : { concurrency })
       }) as Layer.Layer<Worker.Worker, never, never>
-      const admin = adminWanted
+      const admin = AdminServer !== undefined
         ? AdminServer.layer({
           ...adminSettings,
           port: Option.getOrElse(args.adminPort, () => adminSettings.port ?? AdminServer.defaultPort),

@@ -4,7 +4,8 @@
  * rest). Stack traces are for bugs, and even those are cut to one line here.
  */
 import { ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Logger, Option } from "effect"
 import { run } from "./commands.js"
 import { commandLogger } from "./output.js"

@@ -4,9 +4,8 @@
  * means PostgreSQL (tables in `CONVEYOR_PG_SCHEMA`, default `conveyor`); `sqlite:<file>` names
  * a SQLite file.
  */
-import type { SqlClient } from "@effect/sql"
-import { PgClient } from "@effect/sql-pg"
-import { SqliteClient } from "@effect/sql-sqlite-node"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Config, type ConfigError, Effect, Layer, Option, Redacted, Schema } from "effect"
 import type { StoreError } from "../Errors.js"
 import { JobClient } from "../JobClient.js"
@@ -54,7 +53,11 @@ export const targetFor = (url: Option.Option<Redacted.Redacted>): Effect.Effect<
       return {
         kind: "pg",
         description: `${describePg(text)} (schema ${schema})`,
-        client: PgClient.layer({ url: Redacted.make(text), maxConnections: 2, applicationName: "conveyor-cli" }),
+        // The PostgreSQL driver is loaded only for a PostgreSQL store.
+        client: Layer.unwrapEffect(Effect.map(
+          Effect.promise(() => import("@effect/sql-pg/PgClient")),
+          (PgClient) => PgClient.layer({ url: Redacted.make(text), maxConnections: 2, applicationName: "conveyor-cli" })
+        )),
         options: { schema }
       } satisfies StoreTarget
     }

@@ -4,14 +4,12 @@
  */
 import * as Crypto from "node:crypto"
 import { fileURLToPath } from "node:url"
-import {
-  FileSystem,
-  HttpApiBuilder,
-  HttpApiError,
-  HttpServerRequest,
-  HttpServerResponse,
-  HttpIncomingMessage
-} from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiError from "@effect/platform/HttpApiError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import type { HttpApp } from "@effect/platform"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { AdminApi, AdminAuth, NotReady, Readiness, SameOriginOnly, StoreUnavailable } from "../AdminApi.js"

@@ -2,7 +2,7 @@
  * PostgreSQL statements. Batches travel as one JSON parameter (`json_to_recordset`), claims use
  * `FOR UPDATE SKIP LOCKED`, and a statement trigger announces inserted jobs with NOTIFY.
  */
-import { PgClient } from "@effect/sql-pg"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Stream } from "effect"
 import type { JobFilter } from "../../JobStore.js"

@@ -3,7 +3,7 @@
  * `UPDATE ... RETURNING` statement, which SQLite runs under its write lock, so claims from
  * several processes on one file never overlap; `busy_timeout` makes writers queue up.
  */
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Schedule } from "effect"
 import type { JobFilter } from "../../JobStore.js"
