@@ -28,8 +28,8 @@ export const makeAdapter = (store) => {
       options: {}
     },
     tuned: {
-      description: 'prefetch 500 (larger claim batches); otherwise defaults',
-      options: { prefetch: 500 }
+      description: 'prefetch 1000 (larger claim batches); otherwise defaults',
+      options: { prefetch: 1000 }
     }
   }
 
