@@ -179,6 +179,10 @@ export const makeWorker = (
           if (lane.head === lane.buffer.length) {
             lane.buffer.length = 0
             lane.head = 0
+          } else if (lane.head >= 1024 && lane.head * 2 >= lane.buffer.length) {
+            // A buffer that never quite empties must not grow forever.
+            lane.buffer.splice(0, lane.head)
+            lane.head = 0
           }
           if (entry.stop !== undefined || entry.phase !== "buffered") continue
           lane.running++
