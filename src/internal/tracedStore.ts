@@ -10,6 +10,7 @@
  */
 import { Clock, Context, Effect, Exit, FiberRef, Option } from "effect"
 import type { JobStoreShape } from "../JobStore.js"
+import { builtInTracer } from "./tracing.js"
 
 export interface TracedStoreOptions {
   /** `db.system.name` of the database behind the store (`"sqlite"`, `"postgresql"`). */
@@ -26,12 +27,22 @@ export const tracedStore = (store: JobStoreShape, options: TracedStoreOptions = 
     ...extra
   })
 
+  /**
+   * With Effect's built-in tracer, spans are kept in memory and seen by no one: store calls then
+   * run with tracing off, which also spares the SQL client's own spans.
+   */
+  const unlessBuiltIn = <A, E>(effect: Effect.Effect<A, E>, traceIt: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.tracerWith((tracer) => tracer === builtInTracer ? Effect.withTracerEnabled(effect, false) : traceIt)
+
   const traced = (operation: string, extra?: Record<string, unknown>) => <A, E>(effect: Effect.Effect<A, E>) =>
-    Effect.withSpan(effect, spanName(operation), {
-      kind: "client",
-      attributes: attributesOf(operation, extra),
-      captureStackTrace: false
-    })
+    unlessBuiltIn(
+      effect,
+      Effect.withSpan(effect, spanName(operation), {
+        kind: "client",
+        attributes: attributesOf(operation, extra),
+        captureStackTrace: false
+      })
+    )
 
   /** Trace `effect` only if it failed or `isIdle` says its result was not a no-op. */
   const tracedUnlessIdle = <A, E>(
@@ -40,7 +51,7 @@ export const tracedStore = (store: JobStoreShape, options: TracedStoreOptions = 
     isIdle: (result: A) => boolean,
     resultAttributes?: (result: A) => Record<string, unknown>
   ): Effect.Effect<A, E> =>
-    Effect.gen(function*() {
+    unlessBuiltIn(effect, Effect.gen(function*() {
       if (!(yield* FiberRef.get(FiberRef.currentTracerEnabled))) return yield* effect
       const parent = yield* Effect.option(Effect.currentParentSpan)
       const startTime = yield* Clock.currentTimeNanos
@@ -58,7 +69,7 @@ export const tracedStore = (store: JobStoreShape, options: TracedStoreOptions = 
       for (const [key, value] of Object.entries(attributes)) span.attribute(key, value)
       span.end(endTime, exit)
       return yield* exit
-    })
+    }))
 
   return {
     insert: (jobs) => traced("insert", { "db.operation.batch.size": jobs.length })(store.insert(jobs)),
