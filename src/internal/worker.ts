@@ -396,26 +396,32 @@ export const makeWorker = (
       )
     })
 
-    const pollBackoff = Schedule.exponential(settings.minPollInterval).pipe(
-      Schedule.modifyDelay((delay) => Duration.min(delay, settings.pollInterval))
-    )
+    // Idle, the fetcher sleeps until the next poll (backing off from `minPollInterval` to
+    // `pollInterval`), a wake-up, or the next known run-at. The poll timer offers into the same
+    // queue as wake-ups, so a wake-up is a single queue take away: racing the waits instead cost
+    // about half a millisecond per wake-up, measured.
+    const minPollMillis = Duration.toMillis(settings.minPollInterval)
+    const maxPollMillis = Duration.toMillis(settings.pollInterval)
     const fetchLoop = Effect.gen(function*() {
-      const idle = yield* Schedule.driver(pollBackoff)
+      let pollMillis = minPollMillis
       while (true) {
         const state = yield* fetchOnce
         if (state._tag === "busy") {
-          yield* idle.reset
+          pollMillis = minPollMillis
           // Let the runners start the claimed jobs before the next claim, which on SQLite holds
           // the thread while it runs.
           yield* Effect.yieldNow()
         } else if (state._tag === "idle") {
-          // Sleep until the next poll, a wake-up, or the next known run-at, whichever comes first.
-          const waits = [Effect.ignore(idle.next(undefined)), Queue.take(workAvailable)]
+          let wait = pollMillis
+          pollMillis = Math.min(pollMillis * 2, maxPollMillis)
           if (state.nextRunAt !== null) {
-            const now = yield* Clock.currentTimeMillis
-            waits.push(Effect.sleep(Duration.millis(Math.max(0, state.nextRunAt - now))))
+            wait = Math.min(wait, Math.max(0, state.nextRunAt - (yield* Clock.currentTimeMillis)))
           }
-          yield* Effect.raceAll(waits)
+          const timer = yield* Effect.fork(
+            Effect.zipRight(Effect.sleep(Duration.millis(wait)), Queue.offer(workAvailable, undefined))
+          )
+          yield* Queue.take(workAvailable)
+          yield* Fiber.interruptFork(timer)
         }
       }
     })
