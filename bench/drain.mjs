@@ -1,4 +1,5 @@
-// A drain without the harness, for profiling the worker: `node bench/drain.mjs [memory|sqlite|pg] [n] [prefetch]`
+// A drain without the harness, for profiling the worker: `node bench/drain.mjs [memory|sqlite|pg] [n] [prefetch] [async]`
+// (`async`: the handler awaits a promise, as the peer harness's handler does)
 // (after `npm run build`). Add `--cpu-prof` to node to write a profile.
 import { Effect, Layer, Logger, LogLevel, ManagedRuntime, Redacted, Schema, Scope, Exit, Deferred } from 'effect'
 import { SqlClient } from '@effect/sql'
@@ -7,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-const [storeName = 'memory', nArg = '20000', prefetchArg = '500'] = process.argv.slice(2)
+const [storeName = 'memory', nArg = '20000', prefetchArg = '500', mode = 'sync'] = process.argv.slice(2)
 const n = Number(nArg)
 const dir = mkdtempSync(join(tmpdir(), 'conveyor-drain-'))
 const storeLayer = storeName === 'sqlite'
@@ -28,7 +29,8 @@ for (let round = 0; round < 3; round++) {
   let seen = 0
   let resolve
   const done = new Promise((r) => { resolve = r })
-  const handler = BenchJob.handler(() => Effect.sync(() => { if (++seen === n) resolve() }))
+  const count = () => { if (++seen === n) resolve() }
+  const handler = BenchJob.handler(() => mode === 'async' ? Effect.promise(async () => count()) : Effect.sync(count))
   const started = performance.now()
   const cpuStart = process.cpuUsage()
   const scope = await run(Scope.make())
