@@ -3,7 +3,7 @@
  * the job's Schema before anything is stored, so bad input fails fast and nothing half-written
  * is left behind.
  */
-import { Clock, Context, DateTime, Duration, Effect, Layer, Option, ParseResult, Schema } from "effect"
+import { Clock, Context, DateTime, Duration, Effect, Either, Layer, Option, ParseResult, Schema } from "effect"
 import {
   InvalidName,
   InvalidPayload,
@@ -14,7 +14,7 @@ import {
 import type { AnyJob, AnySchema, Job } from "./Job.js"
 import { JobStore, type JobInsert, type JobRecord, type Trigger } from "./JobStore.js"
 import * as Metrics from "./internal/metrics.js"
-import { validateName } from "./internal/names.js"
+import { isValidName, validateName } from "./internal/names.js"
 import { withSendSpan } from "./internal/tracing.js"
 
 export interface EnqueueOptions {
@@ -65,13 +65,18 @@ export interface JobClientOptions {
   readonly maxPayloadBytes?: number
 }
 
-const encodeJson = (job: AnyJob, value: unknown) =>
-  Schema.encode(job.payload)(value).pipe(
-    Effect.mapError((error) =>
-      new InvalidPayload({ job: job.name, message: ParseResult.TreeFormatter.formatErrorSync(error) })
-    ),
-    Effect.map((encoded) => JSON.stringify(encoded))
-  )
+/** One encoder per job definition, built on first use. */
+const encoders = new WeakMap<AnyJob, (value: unknown) => Either.Either<unknown, ParseResult.ParseError>>()
+
+const encodeJson = (job: AnyJob, value: unknown): Either.Either<string, InvalidPayload> => {
+  let encode = encoders.get(job)
+  if (encode === undefined) encoders.set(job, encode = Schema.encodeEither(job.payload as Schema.Schema<unknown>))
+  return Either.match(encode(value), {
+    onLeft: (error) =>
+      Either.left(new InvalidPayload({ job: job.name, message: ParseResult.TreeFormatter.formatErrorSync(error) })),
+    onRight: (encoded) => Either.right(JSON.stringify(encoded))
+  })
+}
 
 /** Calls `record` once per queue among `inserts` (nearly always one) with how many went there. */
 const forEachQueue = (
@@ -94,35 +99,43 @@ export const make = (options: JobClientOptions = {}) =>
     const store = yield* JobStore
     const maxPayloadBytes = options.maxPayloadBytes ?? 1024 * 1024
 
-    const toInsert = (job: AnyJob, payload: unknown, opts: EnqueueOptions, now: number) =>
-      Effect.gen(function*() {
-        const queue = yield* validateName("queue", opts.queue ?? job.queue)
-        const json = yield* encodeJson(job, payload)
-        const bytes = Buffer.byteLength(json, "utf8")
-        if (bytes > maxPayloadBytes) {
-          return yield* new PayloadTooLarge({ job: job.name, bytes, limit: maxPayloadBytes })
-        }
-        const runAt = opts.runAt !== undefined
-          ? DateTime.toEpochMillis(DateTime.unsafeMake(opts.runAt))
-          : opts.delay !== undefined
-          ? now + Math.ceil(Duration.toMillis(opts.delay))
-          : now
-        const insert: JobInsert = {
-          name: job.name,
-          queue,
-          payload: json,
-          priority: opts.priority ?? job.priority,
-          maxAttempts: opts.maxAttempts ?? job.maxAttempts,
-          runAt,
-          trigger: opts.trigger ?? "queue",
-          tenantId: opts.tenantId ?? null,
-          metadata: opts.metadata === undefined ? null : JSON.stringify(opts.metadata),
-          uniqueKey: opts.uniqueKey ?? (job.uniqueKey ? `${job.name}:${job.uniqueKey(payload)}` : null),
-          // Set by the send span around the insert.
-          traceContext: null
-        }
-        return insert
+    // Synchronous, as it runs once per job of a batch: an effect per job cost as much as the
+    // insert itself on large batches.
+    const toInsert = (
+      job: AnyJob,
+      payload: unknown,
+      opts: EnqueueOptions,
+      now: number
+    ): Either.Either<JobInsert, InvalidName | InvalidPayload | PayloadTooLarge> => {
+      const queue = opts.queue ?? job.queue
+      if (!isValidName(queue)) return Either.left(new InvalidName({ kind: "queue", name: queue }))
+      const json = encodeJson(job, payload)
+      if (Either.isLeft(json)) return Either.left(json.left)
+      // UTF-8 takes at most 3 bytes per UTF-16 unit: only a long payload needs counting.
+      if (json.right.length * 3 > maxPayloadBytes) {
+        const bytes = Buffer.byteLength(json.right, "utf8")
+        if (bytes > maxPayloadBytes) return Either.left(new PayloadTooLarge({ job: job.name, bytes, limit: maxPayloadBytes }))
+      }
+      const runAt = opts.runAt !== undefined
+        ? DateTime.toEpochMillis(DateTime.unsafeMake(opts.runAt))
+        : opts.delay !== undefined
+        ? now + Math.ceil(Duration.toMillis(opts.delay))
+        : now
+      return Either.right({
+        name: job.name,
+        queue,
+        payload: json.right,
+        priority: opts.priority ?? job.priority,
+        maxAttempts: opts.maxAttempts ?? job.maxAttempts,
+        runAt,
+        trigger: opts.trigger ?? "queue",
+        tenantId: opts.tenantId ?? null,
+        metadata: opts.metadata === undefined ? null : JSON.stringify(opts.metadata),
+        uniqueKey: opts.uniqueKey ?? (job.uniqueKey ? `${job.name}:${job.uniqueKey(payload)}` : null),
+        // Set by the send span around the insert.
+        traceContext: null
       })
+    }
 
     /** Insert in a producer span whose trace context each job keeps; count what was sent. */
     const send = (jobName: string, inserts: ReadonlyArray<JobInsert>) =>
@@ -140,7 +153,12 @@ export const make = (options: JobClientOptions = {}) =>
       Effect.gen(function*() {
         yield* validateName("job", job.name)
         const now = yield* Clock.currentTimeMillis
-        const inserts = yield* Effect.forEach(items, (item) => toInsert(job, item.payload, item.options ?? {}, now))
+        const inserts: Array<JobInsert> = []
+        for (const item of items) {
+          const insert = toInsert(job, item.payload, item.options ?? {}, now)
+          if (Either.isLeft(insert)) return yield* insert.left
+          inserts.push(insert.right)
+        }
         return yield* send(job.name, inserts)
       })
 
