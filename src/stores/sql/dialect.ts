@@ -81,6 +81,25 @@ export interface CompleteRow {
   readonly result: string | null
 }
 
+/**
+ * A single job's insert as plain parameters, in this order: cheaper than a JSON batch of one.
+ * Both dialects read them in this order.
+ */
+export const singleInsertParams = (row: InsertRow, now: number): ReadonlyArray<unknown> => [
+  row.name,
+  row.queue,
+  row.payload,
+  row.priority,
+  row.max_attempts,
+  row.trigger,
+  row.tenant_id,
+  row.metadata,
+  row.unique_key,
+  row.trace_context,
+  row.run_at,
+  now
+]
+
 /** A settlement, flattened for one batch statement. */
 export interface SettleRow {
   readonly id: string

@@ -6,7 +6,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Stream } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import { claimedColumns, type Dialect, type JobRow, listQuery, type Migration, type Signal } from "./dialect.js"
+import { claimedColumns, type Dialect, type JobRow, listQuery, type Migration, type Signal, singleInsertParams } from "./dialect.js"
 import { listenTo } from "./pgListener.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
@@ -119,8 +119,8 @@ export const makePgDialect = (schema: string) =>
     const insertOne = (onConflict: string) => `
       INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
                            unique_key, trace_context, enqueued_at, run_at)
-      VALUES ($1, $2, CASE WHEN $12::bigint > $13::bigint THEN 'scheduled' ELSE 'available' END, $3, $4, $5, $6, $7, $8,
-              $9, $10, $13::bigint, $11::bigint)
+      VALUES ($1, $2, CASE WHEN $11::bigint > $12::bigint THEN 'scheduled' ELSE 'available' END, $3, $4, $5, $6, $7, $8,
+              $9, $10, $12::bigint, $11::bigint)
       ${onConflict}
       RETURNING id::text AS id, unique_key`
     const insertOneSql = insertOne("ON CONFLICT DO NOTHING")
@@ -227,21 +227,7 @@ export const makePgDialect = (schema: string) =>
       insert: (rows, now) => {
         const [row] = rows
         return rows.length === 1 && row !== undefined
-          ? q(row.unique_key === null ? insertOnePlainSql : insertOneSql, [
-            row.name,
-            row.queue,
-            row.payload,
-            row.priority,
-            row.max_attempts,
-            row.trigger,
-            row.tenant_id,
-            row.metadata,
-            row.unique_key,
-            row.trace_context,
-            row.run_at,
-            row.run_at,
-            now
-          ])
+          ? q(row.unique_key === null ? insertOnePlainSql : insertOneSql, singleInsertParams(row, now))
           : rows.some((row) => row.unique_key !== null)
           ? q(insertSql, [JSON.stringify(rows), now])
           : q(insertPlainSql, [

@@ -7,7 +7,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Schedule } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import { claimedColumns, type Dialect, type JobRow, listQuery, type Migration } from "./dialect.js"
+import { claimedColumns, type Dialect, type JobRow, listQuery, type Migration, singleInsertParams } from "./dialect.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
 const active = `('scheduled', 'available', 'running', 'retryable')`
@@ -104,7 +104,11 @@ export const makeSqliteDialect = (prefix: string) =>
     const insertOneSql = `
       INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
                            unique_key, trace_context, enqueued_at, run_at)
-      VALUES (?, ?, CASE WHEN ? > ? THEN 'scheduled' ELSE 'available' END, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      SELECT name, queue, CASE WHEN run_at > now THEN 'scheduled' ELSE 'available' END, payload, priority,
+             max_attempts, trigger, tenant_id, metadata, unique_key, trace_context, now, run_at
+      FROM (SELECT ? AS name, ? AS queue, ? AS payload, ? AS priority, ? AS max_attempts, ? AS trigger,
+                   ? AS tenant_id, ? AS metadata, ? AS unique_key, ? AS trace_context, ? AS run_at, ? AS now)
+      WHERE true
       ON CONFLICT DO NOTHING
       RETURNING CAST(id AS TEXT) AS id, unique_key`
 
@@ -184,22 +188,7 @@ export const makeSqliteDialect = (prefix: string) =>
       insert: (rows, now) => {
         const [row] = rows
         return rows.length === 1 && row !== undefined
-          ? q(insertOneSql, [
-            row.name,
-            row.queue,
-            row.run_at,
-            now,
-            row.payload,
-            row.priority,
-            row.max_attempts,
-            row.trigger,
-            row.tenant_id,
-            row.metadata,
-            row.unique_key,
-            row.trace_context,
-            now,
-            row.run_at
-          ])
+          ? q(insertOneSql, singleInsertParams(row, now))
           : q(insertSql, [now, now, JSON.stringify(rows)])
       },
       liveByUniqueKey: (keys) =>
