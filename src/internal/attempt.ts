@@ -110,20 +110,10 @@ export const completion = (record: JobRecord, job: AnyJob | undefined, value: un
   Settlement.Complete({ id: record.id, token: record.leaseToken, result: encodeResult(job, value) })
 
 /**
- * The settlement for an attempt's exit, or none when the lease was lost (another worker or the
- * rescuer owns the job now).
+ * The settlement for an attempt that did not succeed, or none when the lease was lost (another
+ * worker or the rescuer owns the job now). A success settles with `completion`.
  */
-export const settlementFor = (
-  record: JobRecord,
-  job: AnyJob | undefined,
-  exit: Exit.Exit<unknown, unknown>,
-  stop: StopReason | undefined
-): Effect.Effect<Settlement | undefined> =>
-  Exit.isSuccess(exit)
-    ? Effect.succeed(completion(record, job, exit.value))
-    : failureSettlement(record, job, exit.cause, stop)
-
-const failureSettlement = (
+export const failureSettlement = (
   record: JobRecord,
   job: AnyJob | undefined,
   cause: Cause.Cause<unknown>,

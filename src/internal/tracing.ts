@@ -7,7 +7,7 @@
  * native in-memory spans (a few small objects, nothing exported), so the hot path pays almost
  * nothing when telemetry is off.
  */
-import { Cause, Effect, Exit, Option, Tracer } from "effect"
+import { Cause, Context, DefaultServices, Effect, Exit, Option, Tracer } from "effect"
 import type { InsertResult, JobInsert, JobRecord, Settlement } from "../JobStore.js"
 
 /** The value of `messaging.system` on every span and messaging metric. */
@@ -206,4 +206,4 @@ export const endProcessSpan = (
 }
 
 /** Effect's default tracer (in-memory spans, exported nowhere): what runs when no tracer layer is provided. */
-export const builtInTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
+export const builtInTracer: Tracer.Tracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)

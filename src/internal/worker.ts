@@ -33,7 +33,7 @@ import type { JobHandler } from "../Job.js"
 import { JobContext } from "../JobContext.js"
 import { type JobRecord, JobStore, Settlement } from "../JobStore.js"
 import * as WorkerConfig from "../WorkerConfig.js"
-import { completion, runAttempt, settlementFor, type StopReason } from "./attempt.js"
+import { completion, failureSettlement, runAttempt, type StopReason } from "./attempt.js"
 import * as Metrics from "./metrics.js"
 import { validateName } from "./names.js"
 import { makeSettler } from "./settler.js"
@@ -131,9 +131,8 @@ export const makeWorker = (
     )
     const laneList = [...lanes.values()]
 
-    let runningCount = 0
-    /** Jobs buffered or running: what capacity counts. Settling ones only wait for a write. */
-    let occupiedCount = 0
+    /** Across lanes: jobs running, or buffered or running (what capacity counts; settling ones only wait for a write). */
+    const total = (count: (lane: Lane) => number) => laneList.reduce((sum, lane) => sum + count(lane), 0)
     let draining = false
     const allSettled = yield* Deferred.make<void>()
     const hold = (record: JobRecord) => {
@@ -141,12 +140,10 @@ export const makeWorker = (
       const entry: Held = { record, lane, phase: "buffered", runner: undefined, stop: undefined }
       held.set(record.id, entry)
       lane.occupied++
-      occupiedCount++
       lane.buffer.push(entry)
     }
     const vacate = (entry: Held) => {
       entry.lane.occupied--
-      occupiedCount--
       Queue.unsafeOffer(slotFreed, undefined)
     }
     const unhold = (entry: Held) => {
@@ -155,11 +152,12 @@ export const makeWorker = (
       else Queue.unsafeOffer(slotFreed, undefined)
       if (draining && held.size === 0) Deferred.unsafeDone(allSettled, Exit.void)
     }
+    const settleFailed = "could not settle job; its lease will expire and it will be rescued"
     const leaseOf = (record: JobRecord) => ({ id: record.id, token: record.leaseToken })
     const settleNow = (settlement: Settlement) =>
       settler.settle(settlement).pipe(
         Effect.catchAllCause((cause) =>
-          Effect.as(Effect.logWarning("could not settle job; its lease will expire and it will be rescued", cause), false)
+          Effect.as(Effect.logWarning(settleFailed, cause), false)
         )
       )
 
@@ -230,7 +228,7 @@ export const makeWorker = (
       )
       if (Either.isLeft(result)) {
         return Effect.zipRight(
-          Effect.logWarning("could not settle job; its lease will expire and it will be rescued", result.left).pipe(
+          Effect.logWarning(settleFailed, result.left).pipe(
             withJobLogAnnotations(record)
           ),
           publish
@@ -265,7 +263,6 @@ export const makeWorker = (
       const handler = byName.get(record.name)
       entry.phase = "running"
       entry.runner = runner
-      runningCount++
       const started = PubSub.publish(events, WorkerEvent.JobStarted({ job: record }))
       const attempt = (span: Tracer.Span | undefined): Effect.Effect<boolean> => {
         const series = Metrics.seriesOf(record.queue, record.name)
@@ -282,7 +279,6 @@ export const makeWorker = (
             Effect.suspend(() => {
               entry.phase = "settling"
               entry.runner = undefined
-              runningCount--
               entry.lane.running--
               vacate(entry)
               const settle = (settlement: Settlement | undefined): Effect.Effect<boolean> => {
@@ -298,7 +294,7 @@ export const makeWorker = (
               }
               return Exit.isSuccess(exit)
                 ? settle(completion(record, handler?.job, exit.value))
-                : Effect.flatMap(settlementFor(record, handler?.job, exit, entry.stop), settle)
+                : Effect.flatMap(failureSettlement(record, handler?.job, exit.cause, entry.stop), settle)
             })
           ))
       }
@@ -330,6 +326,7 @@ export const makeWorker = (
     /** A unit of concurrency: a runner, replaced whenever one retires, until the worker drains. */
     const slot = Effect.gen(function*() {
       while (!draining) {
+        // A child of the slot, itself in the worker's scope: interrupted with it.
         const exit = yield* Fiber.await(yield* Effect.fork(runner))
         if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
           yield* Effect.logError("a job runner died", exit.cause).pipe(Effect.annotateLogs(workerLogs))
@@ -356,10 +353,11 @@ export const makeWorker = (
     const refillAt = Math.max(1, Math.ceil(capacity / 2))
     let rotation = 0
     const freeSlots = () => {
-      const free = capacity - occupiedCount
+      const occupied = total((lane) => lane.occupied)
+      const free = capacity - occupied
       // Jobs waiting for their settlement do not hold capacity, within reason: a store that
       // cannot write settlements must not let the worker claim ever more.
-      if (free < refillAt && occupiedCount > runningCount || held.size >= 2 * capacity) return []
+      if (free < refillAt && occupied > total((lane) => lane.running) || held.size >= 2 * capacity) return []
       let remaining = free
       const slots: Array<{ queue: string; limit: number }> = []
       const queues = [...queueLimits]
@@ -417,6 +415,7 @@ export const makeWorker = (
           if (state.nextRunAt !== null) {
             wait = Math.min(wait, Math.max(0, state.nextRunAt - (yield* Clock.currentTimeMillis)))
           }
+          // A child of the fetcher, interrupted once the wait is over.
           const timer = yield* Effect.fork(
             Effect.zipRight(Effect.sleep(Duration.millis(wait)), Queue.offer(workAvailable, undefined))
           )
@@ -511,8 +510,9 @@ export const makeWorker = (
           concurrency: "unbounded",
           discard: true
         })
-        if (runningCount > 0) {
-          yield* Effect.logInfo(`shutting down: waiting up to ${Duration.format(settings.shutdownGrace)} for ${runningCount} running jobs`)
+        const running = total((lane) => lane.running)
+        if (running > 0) {
+          yield* Effect.logInfo(`shutting down: waiting up to ${Duration.format(settings.shutdownGrace)} for ${running} running jobs`)
         }
         const drained = yield* Fiber.awaitAll(slots).pipe(
           Effect.interruptible,
