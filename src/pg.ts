@@ -11,12 +11,19 @@ import type { StoreError } from "./Errors.js"
 import { JobClient, type JobClientOptions } from "./JobClient.js"
 import type { JobStore } from "./JobStore.js"
 import * as SqlJobStore from "./SqlJobStore.js"
+import { makePool } from "./stores/sql/pgPool.js"
 
 export interface PgStoreOptions extends SqlJobStore.SqlJobStoreOptions, JobClientOptions {
   readonly url: Redacted.Redacted
   /** Connections in the pool (one more is used for LISTEN). Default 10. */
   readonly maxConnections?: number
   readonly applicationName?: string
+  /**
+   * Keep Conveyor's hot statements prepared on each connection (parsed and planned once).
+   * Default true; turn off behind a pooler in transaction mode that cannot keep them
+   * (PgBouncer before 1.21).
+   */
+  readonly preparedStatements?: boolean
 }
 
 export type Services = JobStore | JobClient | SqlClient.SqlClient | PgClient.PgClient
@@ -25,9 +32,13 @@ export type Services = JobStore | JobClient | SqlClient.SqlClient | PgClient.PgC
 export const layerWith = (options: PgStoreOptions): Layer.Layer<Services, StoreError | SqlError> =>
   JobClient.layerWith(options).pipe(
     Layer.provideMerge(SqlJobStore.layer(options)),
-    Layer.provideMerge(PgClient.layer({
-      url: options.url,
-      maxConnections: options.maxConnections ?? 10,
+    Layer.provideMerge(PgClient.layerFromPool({
+      acquire: makePool({
+        url: options.url,
+        maxConnections: options.maxConnections ?? 10,
+        applicationName: options.applicationName ?? "conveyor",
+        preparedStatements: options.preparedStatements ?? true
+      }),
       applicationName: options.applicationName ?? "conveyor"
     }))
   )
@@ -35,7 +46,8 @@ export const layerWith = (options: PgStoreOptions): Layer.Layer<Services, StoreE
 export const config = Config.all({
   url: Config.redacted("DATABASE_URL").pipe(Config.withDescription("PostgreSQL connection URL")),
   schema: Config.string("CONVEYOR_PG_SCHEMA").pipe(Config.withDefault("conveyor")),
-  maxConnections: Config.integer("CONVEYOR_PG_MAX_CONNECTIONS").pipe(Config.withDefault(10))
+  maxConnections: Config.integer("CONVEYOR_PG_MAX_CONNECTIONS").pipe(Config.withDefault(10)),
+  preparedStatements: Config.boolean("CONVEYOR_PG_PREPARED_STATEMENTS").pipe(Config.withDefault(true))
 })
 
 /** The store on `DATABASE_URL`, in schema `CONVEYOR_PG_SCHEMA` (default `conveyor`). */

@@ -1,4 +1,59 @@
+import { SqlClient } from "@effect/sql"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Redacted, Schema } from "effect"
+import { Job, JobClient } from "conveyor"
+import * as Pg from "conveyor/pg"
 import { jobStoreSuite } from "./conformance/jobStoreSuite.js"
-import { pgStoreLayer } from "./databases.js"
+import { dropSchemaAfterwards, freshSchema, pgStoreLayer, pgUrl } from "./databases.js"
 
+// On the application's own `SqlClient`, whose statements go unnamed.
 jobStoreSuite("postgresql", pgStoreLayer())
+
+/** The shipped layer on its own pool, in a fresh schema, on one connection. */
+const shippedLayer = (preparedStatements?: boolean) => {
+  const schema = freshSchema()
+  return Layer.provideMerge(
+    dropSchemaAfterwards(schema),
+    Pg.layerWith({
+      url: Redacted.make(pgUrl),
+      schema,
+      maxConnections: 1,
+      ...(preparedStatements === undefined ? {} : { preparedStatements })
+    })
+  )
+}
+
+// On the shipped layer, whose pool keeps the hot statements prepared.
+jobStoreSuite("postgresql, prepared statements", shippedLayer())
+
+const Ping = Job.make({ name: "ping", queue: "pings", payload: Schema.Struct({ n: Schema.Number }) })
+
+/** The names of the statements prepared on the pool's only connection. */
+const preparedStatements = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql<{ name: string; statement: string }>`SELECT name, statement FROM pg_prepared_statements`)
+
+describe("prepared statements", () => {
+  it.layer(shippedLayer())((it) => {
+    it.effect("an enqueue and a claim are prepared once and reused", () =>
+      Effect.gen(function*() {
+        const client = yield* JobClient
+        yield* client.enqueue(Ping, { n: 1 })
+        yield* client.enqueue(Ping, { n: 2 })
+        const statements = yield* preparedStatements
+        assert.isTrue(statements.length >= 1)
+        for (const { statement } of statements) assert.include(statement, "conveyor:prepared")
+        const inserts = statements.filter(({ statement }) => statement.includes("INSERT INTO"))
+        // Two enqueues, one prepared insert.
+        assert.strictEqual(inserts.length, 1)
+      }))
+  })
+
+  it.layer(shippedLayer(false))((it) => {
+    it.effect("can be turned off, for a pooler that cannot keep them", () =>
+      Effect.gen(function*() {
+        const client = yield* JobClient
+        yield* client.enqueue(Ping, { n: 1 })
+        assert.deepStrictEqual(yield* preparedStatements, [])
+      }))
+  })
+})

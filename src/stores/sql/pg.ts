@@ -8,6 +8,7 @@ import { Effect, Stream } from "effect"
 import type { JobFilter } from "../../JobStore.js"
 import { claimedColumns, type Dialect, type JobRow, listQuery, type Migration, type Signal, singleInsertParams } from "./dialect.js"
 import { listenTo } from "./pgListener.js"
+import { prepared } from "./pgPool.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
 
@@ -91,7 +92,7 @@ export const makePgDialect = (schema: string) =>
       sql.unsafe<A>(text, params as Array<unknown>)
     const channel = channels(schema)
 
-    const insertSql = `
+    const insertSql = prepared(`
       INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
                            unique_key, trace_context, enqueued_at, run_at)
       SELECT x.name, x.queue, CASE WHEN x.run_at > $2::bigint THEN 'scheduled' ELSE 'available' END, x.payload, x.priority,
@@ -100,11 +101,11 @@ export const makePgDialect = (schema: string) =>
            trigger text, tenant_id text, metadata text, unique_key text, trace_context text, run_at bigint)
       ORDER BY x.ord
       ON CONFLICT DO NOTHING
-      RETURNING id::text AS id, unique_key`
+      RETURNING id::text AS id, unique_key`)
 
     // Without unique keys no row can conflict, and a plain insert skips the speculative insertion
     // ON CONFLICT costs; columns as arrays are also cheaper for the server to read than JSON.
-    const insertPlainSql = `
+    const insertPlainSql = prepared(`
       INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
                            trace_context, enqueued_at, run_at)
       SELECT x.name, x.queue, CASE WHEN x.run_at > $11::bigint THEN 'scheduled' ELSE 'available' END, x.payload,
@@ -113,20 +114,20 @@ export const makePgDialect = (schema: string) =>
                   $9::text[], $10::bigint[]) WITH ORDINALITY
            AS x(name, queue, payload, priority, max_attempts, trigger, tenant_id, metadata, trace_context, run_at, ord)
       ORDER BY x.ord
-      RETURNING id::text AS id, unique_key`
+      RETURNING id::text AS id, unique_key`)
 
     // One job (the common enqueue) goes as plain parameters: cheaper to plan than a JSON batch.
-    const insertOne = (onConflict: string) => `
+    const insertOne = (onConflict: string) => prepared(`
       INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
                            unique_key, trace_context, enqueued_at, run_at)
       VALUES ($1, $2, CASE WHEN $11::bigint > $12::bigint THEN 'scheduled' ELSE 'available' END, $3, $4, $5, $6, $7, $8,
               $9, $10, $12::bigint, $11::bigint)
       ${onConflict}
-      RETURNING id::text AS id, unique_key`
+      RETURNING id::text AS id, unique_key`)
     const insertOneSql = insertOne("ON CONFLICT DO NOTHING")
     const insertOnePlainSql = insertOne("")
 
-    const claimSql = `
+    const claimSql = prepared(`
       WITH slots AS (
         SELECT * FROM json_to_recordset($1::json) AS s(queue text, lim int)
         WHERE NOT EXISTS (SELECT 1 FROM ${s}.queues p WHERE p.name = s.queue AND p.paused)
@@ -143,16 +144,16 @@ export const makePgDialect = (schema: string) =>
       SET state = 'running', attempt = j.attempt + 1, attempted_at = $2::bigint, lease_token = j.lease_token + 1,
           lease_expires_at = $3::bigint, worker_id = $4
       FROM picked WHERE j.id = picked.id AND ${asyncCommit}
-      RETURNING ${claimedColumns.map((column) => `j.${column}`).join(", ")}`
+      RETURNING ${claimedColumns.map((column) => `j.${column}`).join(", ")}`)
 
-    const completeSql = `
+    const completeSql = prepared(`
       UPDATE ${jobs} AS j SET state = 'completed', finished_at = $2::bigint, result = u.result, lease_expires_at = NULL,
                              worker_id = NULL
       FROM json_to_recordset($1::json) AS u(id bigint, token int, result text)
       WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}
-      RETURNING j.id::text, j.lease_token`
+      RETURNING j.id::text, j.lease_token`)
 
-    const settleSql = `
+    const settleSql = prepared(`
       UPDATE ${jobs} AS j SET
         state = u.state,
         attempt = j.attempt - u.give_back,
@@ -164,15 +165,15 @@ export const makePgDialect = (schema: string) =>
         worker_id = NULL
       FROM json_to_recordset($1::json) AS u(id bigint, token int, state text, give_back int, run_at bigint, result text, error jsonb)
       WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}
-      RETURNING j.id::text AS id, j.lease_token, j.queue, j.state`
+      RETURNING j.id::text AS id, j.lease_token, j.queue, j.state`)
 
-    const heartbeatSql = `
+    const heartbeatSql = prepared(`
       UPDATE ${jobs} AS j SET lease_expires_at = $2::bigint
       FROM json_to_recordset($1::json) AS u(id bigint, token int)
       WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}
-      RETURNING j.id::text AS id, j.lease_token, j.cancel_requested`
+      RETURNING j.id::text AS id, j.lease_token, j.cancel_requested`)
 
-    const rescueSql = `
+    const rescueSql = prepared(`
       UPDATE ${jobs} SET
         state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END,
         finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN $1::bigint ELSE NULL END,
@@ -183,7 +184,7 @@ export const makePgDialect = (schema: string) =>
         worker_id = NULL
       WHERE id IN (SELECT id FROM ${jobs} WHERE state = 'running' AND lease_expires_at <= $1::bigint FOR UPDATE SKIP LOCKED)
         AND ${asyncCommit}
-      RETURNING id::text AS id, state`
+      RETURNING id::text AS id, state`)
 
     const list = (filter: JobFilter) => {
       const { params, text } = listQuery(jobs, filter, (n) => `$${n}`)
@@ -255,8 +256,8 @@ export const makePgDialect = (schema: string) =>
       nextRunAt: (queues, now) =>
         Effect.map(
           q<{ next: string | null }>(
-            `SELECT min(run_at) AS next FROM ${jobs}
-             WHERE queue IN (SELECT value FROM json_array_elements_text($1::json)) AND state IN ${waiting} AND run_at > $2::bigint`,
+            prepared(`SELECT min(run_at) AS next FROM ${jobs}
+             WHERE queue IN (SELECT value FROM json_array_elements_text($1::json)) AND state IN ${waiting} AND run_at > $2::bigint`),
             [JSON.stringify(queues), now]
           ),
           (rows) => rows[0]?.next == null ? null : Number(rows[0].next)
