@@ -202,6 +202,28 @@ export interface QueueCount {
   readonly count: number
 }
 
+/**
+ * A worker of this process that can take a job the moment it is inserted (see
+ * `JobStoreShape.registerLocalWorker`).
+ */
+export interface LocalWorker {
+  readonly workerId: string
+  readonly leaseDuration: Duration.Duration
+  /**
+   * Promise an idle runner to one job of this queue, or answer undefined when none is free now.
+   * Synchronous: called inside the insert.
+   */
+  readonly reserve: (queue: string) => LocalReservation | undefined
+}
+
+/** A runner promised to a job about to be inserted. Exactly one of the two is called. */
+export interface LocalReservation {
+  /** The job was inserted already claimed by the worker, under this lease: run it. */
+  readonly take: (job: JobRecord) => Effect.Effect<void>
+  /** The job was not claimed for the worker (its queue is paused, or the insert failed). */
+  readonly cancel: () => void
+}
+
 export interface JobStoreShape {
   /**
    * Insert jobs in one batch; a live unique key returns the existing job instead. Announces the
@@ -262,6 +284,14 @@ export interface JobStoreShape {
   readonly subscribeWakeups: Effect.Effect<Stream.Stream<string>, StoreError, Scope.Scope>
   /** Subscribe, for the scope, to the ids of running jobs whose cancellation was requested. */
   readonly subscribeCancellations: Effect.Effect<Stream.Stream<string>, StoreError, Scope.Scope>
+  /**
+   * Register a worker of this process for the scope. A single job enqueued in this process to
+   * run now, without a unique key and outside a transaction, while the worker has an idle runner
+   * for its queue, is inserted already claimed by that worker (attempt 1, a lease, fencing token
+   * 1) and handed to it in memory: it starts when the insert commits, without a wake-up and a
+   * claim round trip. Other workers are not woken for it.
+   */
+  readonly registerLocalWorker: (worker: LocalWorker) => Effect.Effect<void, never, Scope.Scope>
 }
 
 export class JobStore extends Context.Tag("conveyor/JobStore")<JobStore, JobStoreShape>() {

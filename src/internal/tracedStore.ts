@@ -103,6 +103,7 @@ export const tracedStore = (store: JobStoreShape, options: TracedStoreOptions = 
     cronLastTicks: traced("cronLastTicks")(store.cronLastTicks),
     // Long-lived subscriptions: a span would stay open for the life of the worker.
     subscribeWakeups: store.subscribeWakeups,
-    subscribeCancellations: store.subscribeCancellations
+    subscribeCancellations: store.subscribeCancellations,
+    registerLocalWorker: store.registerLocalWorker
   }
 }

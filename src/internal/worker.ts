@@ -31,7 +31,7 @@ import {
 import type { StoreError } from "../Errors.js"
 import type { JobHandler } from "../Job.js"
 import { JobContext } from "../JobContext.js"
-import { type JobRecord, JobStore, Settlement } from "../JobStore.js"
+import { type JobRecord, JobStore, type LocalReservation, Settlement } from "../JobStore.js"
 import * as WorkerConfig from "../WorkerConfig.js"
 import { completion, failureSettlement, runAttempt, type StopReason } from "./attempt.js"
 import * as Metrics from "./metrics.js"
@@ -71,8 +71,10 @@ interface Lane {
   readonly buffer: Array<Held | undefined>
   head: number
   running: number
-  /** Buffered or running. */
+  /** Buffered, running, or promised to a job being enqueued in this process. */
   occupied: number
+  /** Runners promised to jobs being enqueued in this process (see `reserve`). */
+  reserved: number
 }
 
 /** A job this worker holds a lease on, from its claim until its settlement is written. */
@@ -127,7 +129,7 @@ export const makeWorker = (
     const slotFreed = yield* Queue.sliding<void>(1)
     const workAvailable = yield* Queue.sliding<void>(1)
     const lanes = new Map<string, Lane>(
-      Array.from(queueLimits, ([queue, limit]) => [queue, { limit, buffer: [], head: 0, running: 0, occupied: 0 }])
+      Array.from(queueLimits, ([queue, limit]) => [queue, { limit, buffer: [], head: 0, running: 0, occupied: 0, reserved: 0 }])
     )
     const laneList = [...lanes.values()]
 
@@ -202,6 +204,45 @@ export const makeWorker = (
         if (at >= 0) idleRunners.splice(at, 1)
       })
     })
+    // --- jobs handed over at enqueue -------------------------------------------------------
+    // A job enqueued in this process while a runner idles is inserted already claimed for this
+    // worker and handed over when the insert returns: no wake-up, no claim round trip. Only an
+    // idle runner with nothing buffered for the queue is promised, so no job waits behind it.
+    let reservedTotal = 0
+    const reserve = (queue: string): LocalReservation | undefined => {
+      const lane = lanes.get(queue)
+      if (lane === undefined || draining || idleRunners.length <= reservedTotal) return undefined
+      const buffered = lane.occupied - lane.running - lane.reserved
+      if (buffered > 0 || lane.running + lane.reserved >= lane.limit) return undefined
+      lane.reserved++
+      lane.occupied++
+      reservedTotal++
+      let settled = false
+      const release = () => {
+        settled = true
+        lane.reserved--
+        lane.occupied--
+        reservedTotal--
+      }
+      return {
+        take: (record) =>
+          Effect.suspend(() => {
+            if (settled) return Effect.void
+            release()
+            // Shutting down meanwhile: give the job back at once rather than hold it.
+            if (draining) return Effect.ignore(store.settle([Settlement.Release(leaseOf(record))]))
+            hold(record)
+            wakeRunners(1)
+            return Effect.void
+          }),
+        cancel: () => {
+          if (settled) return
+          release()
+          Queue.unsafeOffer(slotFreed, undefined)
+        }
+      }
+    }
+
     // --- running one job -------------------------------------------------------------------
     const addJobLogAnnotations = (record: JobRecord) => (annotations: HashMap.HashMap<string, unknown>) =>
       HashMap.mutate(annotations, (map) => {
@@ -488,6 +529,7 @@ export const makeWorker = (
       ),
       cancellations.pipe(Stream.runForEach((id) => stopJob(id, "cancel")), Effect.forkScoped)
     ])
+    yield* store.registerLocalWorker({ workerId, leaseDuration: settings.leaseDuration, reserve })
     const heartbeatFiber = yield* every(settings.heartbeatInterval, "heartbeat", heartbeat)
     const rescueFiber = yield* every(settings.rescueInterval, "rescue", rescue)
     const pruneFiber = yield* every(settings.pruneInterval, "prune", prune)

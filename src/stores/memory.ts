@@ -19,6 +19,7 @@ import type {
   RescueResult,
   Settlement
 } from "../JobStore.js"
+import { makeLocalWorkers } from "../internal/localWorkers.js"
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 type Row = Mutable<Omit<JobRecord, "errors">> & { errors: Array<AttemptError> }
@@ -40,6 +41,7 @@ export const makeMemoryStore = Effect.gen(function*() {
   let nextId = 1
   const wakeups = yield* PubSub.unbounded<string>()
   const cancellations = yield* PubSub.unbounded<string>()
+  const localWorkers = makeLocalWorkers()
 
   const now = Clock.currentTimeMillis
 
@@ -52,6 +54,7 @@ export const makeMemoryStore = Effect.gen(function*() {
 
   const insert = (jobs: ReadonlyArray<JobInsert>) =>
     Effect.flatMap(now, (at) => {
+      const local = localWorkers.claimFor(jobs, at)
       const results: Array<InsertResult> = []
       const queues = new Set<string>()
       for (const job of jobs) {
@@ -89,6 +92,22 @@ export const makeMemoryStore = Effect.gen(function*() {
         if (job.uniqueKey !== null) liveUniqueKeys.set(job.uniqueKey, id)
         results.push({ id, inserted: true })
         queues.add(job.queue)
+      }
+      if (local !== undefined) {
+        // One job, due now: inserted, then claimed for the local worker at once, as the SQL
+        // stores do in one statement.
+        const row = rows.get(results[0]!.id)!
+        if (paused.has(row.queue)) {
+          local.reservation.cancel()
+        } else {
+          row.state = "running"
+          row.attempt = 1
+          row.attemptedAt = at
+          row.leaseToken = 1
+          row.leaseExpiresAt = local.leaseExpiresAt
+          row.workerId = local.workerId
+          return Effect.as(local.reservation.take(snapshot(row)), results)
+        }
       }
       return Effect.as(Effect.forEach(queues, (queue) => PubSub.publish(wakeups, queue), { discard: true }), results)
     })
@@ -331,6 +350,7 @@ export const makeMemoryStore = Effect.gen(function*() {
     cancel,
     retry,
     subscribeWakeups: Effect.map(PubSub.subscribe(wakeups), (queue) => Stream.fromQueue(queue)),
-    subscribeCancellations: Effect.map(PubSub.subscribe(cancellations), (queue) => Stream.fromQueue(queue))
+    subscribeCancellations: Effect.map(PubSub.subscribe(cancellations), (queue) => Stream.fromQueue(queue)),
+    registerLocalWorker: localWorkers.register
   } satisfies JobStoreShape
 })

@@ -411,6 +411,81 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
           expect(last).toEqual({ schedule, tick: tick + 60_000 })
         }))
 
+      it.scoped("hands a job enqueued now to a local worker with a free runner, inserted already claimed", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("local")
+          const paused = freshQueue("local-paused")
+          const taken: Array<JobRecord> = []
+          const asked: Array<string> = []
+          let cancelled = 0
+          const localWorker = {
+            workerId: "local-1",
+            leaseDuration: Duration.seconds(30),
+            reserve: (q: string) => {
+              asked.push(q)
+              return q === queue || q === paused
+                ? { take: (job: JobRecord) => Effect.sync(() => void taken.push(job)), cancel: () => void cancelled++ }
+                : undefined
+            }
+          }
+          yield* store.registerLocalWorker(localWorker)
+          const [handed] = yield* store.insert([insertOf(queue, { tenantId: "ws-1" })])
+          const claimed = {
+            id: handed!.id,
+            queue,
+            state: "running",
+            attempt: 1,
+            leaseToken: 1,
+            workerId: "local-1",
+            tenantId: "ws-1",
+            attemptedAt: t0,
+            leaseExpiresAt: t0 + 30_000
+          }
+          expect(taken).toHaveLength(1)
+          expect(taken[0]).toMatchObject(claimed)
+          expect(yield* get(store, handed!.id)).toMatchObject(claimed)
+          expect(yield* claimAll(store, queue)).toEqual([])
+          expect(yield* store.settle([Settlement.Complete({ id: handed!.id, token: 1, result: null })])).toEqual([true])
+
+          // Only a single job, due now, without a unique key, is offered.
+          asked.length = 0
+          yield* store.insert([insertOf(queue, { runAt: t0 + 1000 })])
+          yield* store.insert([insertOf(queue, { uniqueKey: `${queue}-key` })])
+          yield* store.insert([insertOf(queue), insertOf(queue)])
+          expect(asked).toEqual([])
+          // A worker without a free runner for the queue: the job waits for a claim.
+          const other = freshQueue("local-other")
+          yield* store.insert([insertOf(other)])
+          expect(asked).toEqual([other])
+          expect(yield* claimAll(store, other)).toHaveLength(1)
+
+          // A paused queue: the runner is given back, and the job waits as available.
+          yield* store.setQueuePaused(paused, true)
+          const [waiting] = yield* store.insert([insertOf(paused)])
+          expect(cancelled).toBe(1)
+          expect((yield* get(store, waiting!.id)).state).toBe("available")
+          expect(taken).toHaveLength(1)
+        }))
+
+      it.scoped("stops handing jobs to a local worker once its registration's scope closes", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("local-closed")
+          let asked = 0
+          yield* Effect.scoped(store.registerLocalWorker({
+            workerId: "local-2",
+            leaseDuration: Duration.seconds(30),
+            reserve: () => {
+              asked++
+              return undefined
+            }
+          }))
+          const [job] = yield* store.insert([insertOf(queue)])
+          expect(asked).toBe(0)
+          expect((yield* get(store, job!.id)).state).toBe("available")
+        }))
+
       it.scoped("announces new work on the wake-up stream", () =>
         Effect.gen(function*() {
           const store = yield* setup

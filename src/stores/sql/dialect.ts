@@ -100,6 +100,13 @@ export const singleInsertParams = (row: InsertRow, now: number): ReadonlyArray<u
   now
 ]
 
+/** What a claim sets on a job: also what a job inserted for a local worker is inserted with. */
+export interface LocalClaimParams {
+  readonly now: number
+  readonly leaseExpiresAt: number
+  readonly workerId: string
+}
+
 /** A settlement, flattened for one batch statement. */
 export interface SettleRow {
   readonly id: string
@@ -132,6 +139,12 @@ export interface Dialect {
   readonly migrate: Effect.Effect<ReadonlyArray<Migration>, SqlError>
 
   readonly insert: (rows: ReadonlyArray<InsertRow>, now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly unique_key: string | null }>, SqlError>
+  /**
+   * Insert one job already claimed by a worker of this process (see `registerLocalWorker`),
+   * unless its queue is paused, then as available. Answers the values of `claimedColumns` and
+   * then the state the job was inserted in.
+   */
+  readonly insertClaimed: (row: InsertRow, claim: LocalClaimParams) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   readonly liveByUniqueKey: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly unique_key: string }>, SqlError>
   readonly claim: (params: {
     readonly queues: ReadonlyArray<{ readonly queue: string; readonly limit: number }>

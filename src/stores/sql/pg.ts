@@ -80,6 +80,18 @@ const migrations = (schema: string): ReadonlyArray<Migration> => {
     id: 2,
     name: "drop_queue_state_index",
     statements: [`DROP INDEX IF EXISTS ${s}.jobs_queue_state`]
+  }, {
+    // A job inserted already claimed by a worker of the inserting process needs no wake-up.
+    id: 3,
+    name: "notify_only_waiting_jobs",
+    statements: [
+      `CREATE OR REPLACE FUNCTION ${s}.notify_inserted_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         PERFORM pg_notify(TG_TABLE_SCHEMA || ':jobs', queue)
+         FROM (SELECT DISTINCT queue FROM inserted WHERE state <> 'running') AS queues;
+         RETURN NULL;
+       END $$`
+    ]
   }]
 }
 
@@ -126,6 +138,19 @@ export const makePgDialect = (schema: string) =>
       RETURNING id::text AS id, unique_key`)
     const insertOneSql = insertOne("ON CONFLICT DO NOTHING")
     const insertOnePlainSql = insertOne("")
+
+    // A job for a worker of this process, inserted as its claim would leave it, in one statement.
+    const insertClaimedSql = prepared(`
+      INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
+                           unique_key, trace_context, enqueued_at, run_at, attempt, attempted_at, lease_token,
+                           lease_expires_at, worker_id)
+      SELECT $1::text, $2::text, CASE WHEN p.paused THEN 'available' ELSE 'running' END, $3::text, $4::int, $5::int,
+             $6::text, $7::text, $8::text, $9::text, $10::text, $12::bigint, $11::bigint,
+             CASE WHEN p.paused THEN 0 ELSE 1 END, CASE WHEN p.paused THEN NULL ELSE $12::bigint END,
+             CASE WHEN p.paused THEN 0 ELSE 1 END, CASE WHEN p.paused THEN NULL ELSE $13::bigint END,
+             CASE WHEN p.paused THEN NULL ELSE $14::text END
+      FROM (SELECT EXISTS (SELECT 1 FROM ${s}.queues q WHERE q.name = $2::text AND q.paused) AS paused) AS p
+      RETURNING ${claimedColumns.join(", ")}, state`)
 
     const claimSql = prepared(`
       WITH slots AS (
@@ -251,6 +276,8 @@ export const makePgDialect = (schema: string) =>
            WHERE unique_key IN (SELECT value FROM json_array_elements_text($1::json)) AND state IN ${active}`,
           [JSON.stringify(keys)]
         ),
+      insertClaimed: (row, claim) =>
+        sql.unsafe(insertClaimedSql, [...singleInsertParams(row, claim.now), claim.leaseExpiresAt, claim.workerId]).values,
       claim: ({ leaseExpiresAt, now, queues, workerId }) =>
         sql.unsafe(claimSql, [JSON.stringify(queues.map(({ limit, queue }) => ({ queue, lim: limit }))), now, leaseExpiresAt, workerId]).values,
       nextRunAt: (queues, now) =>

@@ -112,6 +112,22 @@ export const makeSqliteDialect = (prefix: string) =>
       ON CONFLICT DO NOTHING
       RETURNING CAST(id AS TEXT) AS id, unique_key`
 
+    // A job for a worker of this process, inserted as its claim would leave it, in one statement.
+    const insertClaimedSql = `
+      INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
+                           unique_key, trace_context, enqueued_at, run_at, attempt, attempted_at, lease_token,
+                           lease_expires_at, worker_id)
+      SELECT name, queue, CASE WHEN paused THEN 'available' ELSE 'running' END, payload, priority, max_attempts,
+             trigger, tenant_id, metadata, unique_key, trace_context, now, run_at,
+             CASE WHEN paused THEN 0 ELSE 1 END, CASE WHEN paused THEN NULL ELSE now END,
+             CASE WHEN paused THEN 0 ELSE 1 END, CASE WHEN paused THEN NULL ELSE lease_expires_at END,
+             CASE WHEN paused THEN NULL ELSE worker_id END
+      FROM (SELECT x.*, EXISTS (SELECT 1 FROM ${t("queues")} q WHERE q.name = x.queue AND q.paused) AS paused
+            FROM (SELECT ? AS name, ? AS queue, ? AS payload, ? AS priority, ? AS max_attempts, ? AS trigger,
+                         ? AS tenant_id, ? AS metadata, ? AS unique_key, ? AS trace_context, ? AS run_at, ? AS now,
+                         ? AS lease_expires_at, ? AS worker_id) AS x)
+      RETURNING ${claimedColumns.join(", ")}, state`
+
     const claimSql = `
       UPDATE ${jobs} SET state = 'running', attempt = attempt + 1, attempted_at = ?, lease_token = lease_token + 1,
                          lease_expires_at = ?, worker_id = ?
@@ -197,6 +213,8 @@ export const makeSqliteDialect = (prefix: string) =>
            WHERE unique_key IN (SELECT value FROM json_each(?)) AND state IN ${active}`,
           [JSON.stringify(keys)]
         ),
+      insertClaimed: (row, claim) =>
+        values(insertClaimedSql, [...singleInsertParams(row, claim.now), claim.leaseExpiresAt, claim.workerId]),
       claim: ({ leaseExpiresAt, now, queues, workerId }) =>
         Effect.map(
           Effect.forEach(queues, ({ limit, queue }) => values(claimSql, [now, leaseExpiresAt, workerId, queue, now, queue, limit])),

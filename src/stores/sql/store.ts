@@ -2,6 +2,7 @@
  * The SQL job store: the logic shared by every SQL database, over the statements of one
  * `Dialect`. Time comes from `Clock` and is passed to every statement.
  */
+import { TransactionConnection } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Deferred, Duration, Effect, Option, PubSub, Stream } from "effect"
 import { StoreError } from "../../Errors.js"
@@ -16,7 +17,8 @@ import type {
   Settlement,
   Trigger
 } from "../../JobStore.js"
-import type { CompleteRow, Dialect, InsertRow, JobRow, SettleRow } from "./dialect.js"
+import { type LocalClaim, makeLocalWorkers } from "../../internal/localWorkers.js"
+import { claimedColumns, type CompleteRow, type Dialect, type InsertRow, type JobRow, type SettleRow } from "./dialect.js"
 
 const num = (value: number | string | bigint | null): number | null => value === null ? null : Number(value)
 
@@ -108,6 +110,7 @@ export const makeSqlStore = (dialect: Dialect) =>
   Effect.gen(function*() {
     const wakeups = yield* PubSub.unbounded<string>()
     const cancellations = yield* PubSub.unbounded<string>()
+    const localWorkers = makeLocalWorkers()
 
     const op = <A>(name: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, StoreError> =>
       Effect.mapError(effect, (cause) => new StoreError({ op: name, cause }))
@@ -138,6 +141,26 @@ export const makeSqlStore = (dialect: Dialect) =>
       if (Option.isNone(ready)) yield* Effect.logWarning("not listening for notifications yet; polling meanwhile")
     }
 
+    /**
+     * One job for a worker of this process: inserted claimed and handed over, in one round trip
+     * that is not interrupted halfway, or the worker would hold a lease on a job it never got.
+     */
+    const insertForLocalWorker = (row: InsertRow, local: LocalClaim) =>
+      dialect.insertClaimed(row, local).pipe(
+        Effect.onError(() => Effect.sync(() => local.reservation.cancel())),
+        Effect.flatMap((values) => {
+          const inserted = values[0]!
+          const results: ReadonlyArray<InsertResult> = [{ id: String(inserted[0]), inserted: true }]
+          if (inserted[claimedColumns.length] === "running") {
+            return Effect.as(local.reservation.take(toClaimedRecord(inserted, local)), results)
+          }
+          // Its queue is paused: inserted as available, for whoever claims it once resumed.
+          local.reservation.cancel()
+          return Effect.as(wake([row.queue]), results)
+        }),
+        Effect.uninterruptible
+      )
+
     const insert = (jobs: ReadonlyArray<JobInsert>) =>
       Effect.gen(function*() {
         if (jobs.length === 0) return []
@@ -157,6 +180,11 @@ export const makeSqlStore = (dialect: Dialect) =>
           // Columns hold whole milliseconds.
           run_at: Math.ceil(job.runAt)
         }))
+        // Inside the caller's transaction the job may yet roll back: it waits for a claim.
+        const local = Option.isSome(yield* Effect.serviceOption(TransactionConnection))
+          ? undefined
+          : localWorkers.claimFor(jobs, now)
+        if (local !== undefined) return yield* insertForLocalWorker(rows[0]!, local)
         // Inserted rows come back in input order; a row whose unique key was live (in the
         // database, or earlier in this batch) is skipped by the unique index and answered with
         // the live job instead.
@@ -337,7 +365,8 @@ export const makeSqlStore = (dialect: Dialect) =>
         Effect.map(dialect.cronLastTicks, (rows) => rows.map((row) => ({ schedule: row.schedule, tick: Number(row.tick) })))
       ),
       subscribeWakeups: Effect.map(PubSub.subscribe(wakeups), (queue) => Stream.fromQueue(queue)),
-      subscribeCancellations: Effect.map(PubSub.subscribe(cancellations), (queue) => Stream.fromQueue(queue))
+      subscribeCancellations: Effect.map(PubSub.subscribe(cancellations), (queue) => Stream.fromQueue(queue)),
+      registerLocalWorker: localWorkers.register
     }
     return store
   })
