@@ -64,6 +64,45 @@ for (const database of databases) {
           expect(jobs.map((job) => JSON.parse(job.payload).n)).toEqual([100])
           expect((yield* store.list({ name: "echo", limit: 1000 })).length).toBe(before + 1)
         }))
+
+      it.scoped("hands a job enqueued in this process straight to its idle worker, but not one in a transaction", () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const client = yield* JobClient
+          const store = yield* JobStore
+          let claims = 0
+          const counting = Layer.succeed(JobStore, {
+            ...store,
+            claim: (request) => Effect.suspend(() => (claims++, store.claim(request)))
+          })
+          // Polling every 30 s: a job that starts at once was handed over, or woke a claim.
+          const worker = yield* start(Worker.layer({
+            handlers: [Echo.handler(() => Effect.void)],
+            queues: { handoff: 2 },
+            pollInterval: "30 seconds",
+            minPollInterval: "30 seconds"
+          })).pipe(Effect.provide(counting))
+          yield* Effect.sleep("100 millis")
+          const claimsBefore = claims
+          const first = yield* finishedJobs(worker, 1)
+          const id = yield* client.enqueue(Echo, { n: 1 }, { queue: "handoff" })
+          const [handed] = yield* first
+          expect(handed!.job).toMatchObject({ id, attempt: 1, leaseToken: 1, workerId: worker.id })
+          expect(handed!.outcome).toBe("Complete")
+          expect(claims).toBe(claimsBefore)
+
+          // In a transaction the job may still roll back: it is inserted waiting, and claimed once committed.
+          const second = yield* finishedJobs(worker, 1)
+          const inTransaction = yield* sql.withTransaction(Effect.gen(function*() {
+            const id = yield* client.enqueue(Echo, { n: 2 }, { queue: "handoff" })
+            expect((yield* client.get(id)).state).toBe("available")
+            return id
+          }))
+          const [claimed] = yield* second
+          expect(claimed!.job.id).toBe(inTransaction)
+          expect(claims).toBeGreaterThan(claimsBefore)
+          expect((yield* client.get(inTransaction)).state).toBe("completed")
+        }))
   })
 }
 

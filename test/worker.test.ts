@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, type Duration, Effect, Exit, Fiber, FiberRef, Layer, Option, Ref, Schedule, Schema, Scope, TestClock } from "effect"
-import { cancel, Job, JobClient, JobContext, JobStore, snooze, Worker } from "conveyor"
+import { cancel, Job, JobClient, JobContext, JobStore, type LocalReservation, type LocalWorker, snooze, Worker } from "conveyor"
 import * as Testing from "conveyor/testing"
 import { finishedJobs, start } from "./helpers.js"
 import { insertOf } from "./conformance/jobStoreSuite.js"
@@ -435,6 +435,33 @@ describe("graceful shutdown", () => {
       yield* TestClock.adjust("1 second")
       yield* Fiber.join(closing)
       expect(yield* Testing.getJob(id)).toMatchObject({ state: "completed", attempt: 1 })
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("gives back a job handed over in this process once the worker has begun to shut down", () =>
+    Effect.gen(function*() {
+      const store = yield* JobStore
+      let local: LocalWorker | undefined
+      const capturing = Layer.succeed(JobStore, {
+        ...store,
+        registerLocalWorker: (worker) => Effect.zipRight(Effect.sync(() => (local = worker)), store.registerLocalWorker(worker))
+      })
+      const scope = yield* Scope.make()
+      yield* Layer.buildWithScope(Worker.layer({ handlers: [Task.handler(() => Effect.void)] }), scope).pipe(
+        Effect.provide(capturing)
+      )
+      // Let the runners start and wait for work.
+      let reservation: LocalReservation | undefined
+      for (let i = 0; i < 100 && reservation === undefined; i++) {
+        yield* Effect.yieldNow()
+        reservation = local!.reserve(Task.queue)
+      }
+      expect(reservation).toBeDefined()
+      // The enqueue's insert returns only after the worker stopped, with the job claimed for it.
+      yield* Scope.close(scope, Exit.void)
+      yield* store.insert([insertOf(Task.queue, { name: Task.name, runAt: 0 })])
+      const [job] = (yield* store.claim({ workerId: local!.workerId, queues: [{ queue: Task.queue, limit: 1 }], leaseDuration: local!.leaseDuration })).jobs
+      yield* reservation!.take(job!)
+      expect(yield* Testing.getJob(job!.id)).toMatchObject({ state: "available", attempt: 0 })
     }).pipe(Effect.provide(Testing.layer)))
 
   it.scoped("interrupts and releases jobs still running when the grace period ends, and returns buffered ones", () =>
