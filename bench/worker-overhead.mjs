@@ -1,10 +1,12 @@
 // The worker's own cost per job, without a database: a store that answers every claim at once
 // with ready jobs and accepts every settlement. `node bench/worker-overhead.mjs [jobs]` after
-// `npm run build`; prints wall and CPU time per no-op job (the first round warms up).
+// `npm run build`; prints wall and CPU time per no-op job (the first round warms up). With `async`
+// as the second argument the handler awaits a promise, as the peer harness's handler does.
 import { Effect, Layer, Logger, LogLevel, ManagedRuntime, Schema, Scope, Exit, Stream } from 'effect'
 import { Job, JobStore, Worker } from '../dist/index.js'
 
 const n = Number(process.argv[2] ?? 100000)
+const mode = process.argv[3] ?? 'sync'
 const now = Date.now()
 const record = (i) => ({
   id: String(i), name: 'bench', queue: 'bench', state: 'running', payload: `{"i":${i}}`, priority: 0, attempt: 1,
@@ -23,7 +25,8 @@ const instantStore = {
   rescue: Effect.succeed({ retried: [], discarded: [] }),
   prune: () => Effect.succeed(0),
   subscribeWakeups: Effect.succeed(Stream.never),
-  subscribeCancellations: Effect.succeed(Stream.never)
+  subscribeCancellations: Effect.succeed(Stream.never),
+  registerLocalWorker: () => Effect.void
 }
 const runtime = ManagedRuntime.make(Layer.mergeAll(Layer.succeed(JobStore, instantStore), Logger.minimumLogLevel(LogLevel.Warning)))
 const BenchJob = Job.make({ name: 'bench', queue: 'bench', payload: Schema.Struct({ i: Schema.Number }) })
@@ -33,7 +36,8 @@ for (let round = 0; round < 4; round++) {
   let seen = 0
   let resolve
   const done = new Promise((r) => { resolve = r })
-  const handler = BenchJob.handler(() => Effect.sync(() => { if (++seen === n) resolve() }))
+  const count = () => { if (++seen === n) resolve() }
+  const handler = BenchJob.handler(() => mode === 'async' ? Effect.promise(async () => count()) : Effect.sync(count))
   const started = performance.now()
   const cpuStart = process.cpuUsage()
   const scope = await runtime.runPromise(Scope.make())

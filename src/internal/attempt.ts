@@ -43,11 +43,11 @@ export const decodePayload = (job: AnyJob, json: string): Either.Either<unknown,
 }
 
 /**
- * How the attempt's services reach the handler: `provide` scopes them to the attempt (for any
- * fiber); `set` writes them into the running fiber's context, for a worker's runner, which puts
- * its FiberRefs back after every job (half the cost of a no-op job, measured).
+ * How the attempt's services reach the handler: by default `Effect.provide` scopes them to the
+ * attempt (for any fiber); a worker's runner instead writes them into its own FiberRefs in one
+ * step and puts its FiberRefs back after every job (half the cost of a no-op job, measured).
  */
-export type ServicesBy = "provide" | "set"
+export type InstallServices = (services: Context.Context<JobContext | Scope.Scope>) => Effect.Effect<void>
 
 /**
  * The attempt's program. Everything job-scoped (the job layer's services and the handler's
@@ -60,7 +60,7 @@ export const runAttempt = (
   jobLayer: Layer.Layer<unknown, unknown, unknown>,
   context: typeof JobContext.Service,
   span: Tracer.AnySpan | undefined,
-  servicesBy: ServicesBy = "provide"
+  install?: InstallServices
 ): Effect.Effect<unknown, unknown, unknown> => {
   if (handler === undefined) return Effect.fail(new UnknownJob({ name: record.name }))
   const job = handler.job
@@ -71,10 +71,8 @@ export const runAttempt = (
     : Effect.flatMap(Layer.build(jobLayer), (services) => Effect.provide(handler.run(payload.right), services))
   const scoped = Effect.flatMap(Scope.make(), (scope) => {
     let services = Context.make(JobContext, context).pipe(Context.add(Scope.Scope, scope))
-    if (span !== undefined) services = Context.add(services, Tracer.ParentSpan, span)
-    const withServices = servicesBy === "provide"
-      ? Effect.provide(run, services)
-      : Effect.zipRight(FiberRef.update(FiberRef.currentContext, (current) => Context.merge(current, services)), run)
+    if (span !== undefined) services = Context.add(services, Tracer.ParentSpan, span) as typeof services
+    const withServices = install === undefined ? Effect.provide(run, services) : Effect.zipRight(install(services), run)
     return Effect.onExit(withServices, (exit) => Scope.close(scope, exit))
   })
   return Duration.isFinite(job.timeout)

@@ -10,6 +10,7 @@ import * as Os from "node:os"
 import {
   Cause,
   Clock,
+  Context,
   Data,
   Deferred,
   Duration,
@@ -18,7 +19,7 @@ import {
   Exit,
   Fiber,
   FiberRef,
-  type FiberRefs,
+  FiberRefs,
   HashMap,
   Layer,
   PubSub,
@@ -33,7 +34,7 @@ import type { JobHandler } from "../Job.js"
 import { JobContext } from "../JobContext.js"
 import { type JobRecord, JobStore, type LocalReservation, Settlement } from "../JobStore.js"
 import * as WorkerConfig from "../WorkerConfig.js"
-import { completion, failureSettlement, runAttempt, type StopReason } from "./attempt.js"
+import { completion, failureSettlement, type InstallServices, runAttempt, type StopReason } from "./attempt.js"
 import * as Metrics from "./metrics.js"
 import { validateName } from "./names.js"
 import { makeSettler } from "./settler.js"
@@ -63,6 +64,13 @@ const resetFiberRefs = (fiber: Fiber.RuntimeFiber<unknown, unknown>, fiberRefs: 
   if (typeof runtime.setFiberRefs !== "function") return Effect.setFiberRefs(fiberRefs)
   runtime.setFiberRefs(fiberRefs)
   return Effect.void
+}
+
+/** A runner's FiberRefs between jobs, and the two of them a job adds to. */
+interface Baseline {
+  readonly fiberRefs: FiberRefs.FiberRefs
+  readonly context: Context.Context<never>
+  readonly annotations: HashMap.HashMap<string, unknown>
 }
 
 /** A queue's claimed jobs waiting for a runner, and how many of its jobs run now. */
@@ -244,14 +252,32 @@ export const makeWorker = (
     }
 
     // --- running one job -------------------------------------------------------------------
+    // The annotations every job of one kind shares (worker, job name, queue, trigger) are added
+    // once per kind and reused; a job adds only its own id, attempt and tenant.
+    const sharedAnnotations = new WeakMap<HashMap.HashMap<string, unknown>, Map<string, HashMap.HashMap<string, unknown>>>()
+    const withSharedAnnotations = (annotations: HashMap.HashMap<string, unknown>, record: JobRecord) => {
+      let byKind = sharedAnnotations.get(annotations)
+      if (byKind === undefined) sharedAnnotations.set(annotations, byKind = new Map())
+      const kind = `${record.queue}\u0000${record.name}\u0000${record.trigger}`
+      let shared = byKind.get(kind)
+      if (shared === undefined) {
+        // Bounded by the worker's queues × job names × triggers.
+        byKind.set(
+          kind,
+          shared = HashMap.mutate(annotations, (map) => {
+            HashMap.set(map, "jobName", record.name)
+            HashMap.set(map, "queue", record.queue)
+            HashMap.set(map, "trigger", record.trigger)
+            HashMap.set(map, "workerId", workerId)
+          })
+        )
+      }
+      return shared
+    }
     const addJobLogAnnotations = (record: JobRecord) => (annotations: HashMap.HashMap<string, unknown>) =>
-      HashMap.mutate(annotations, (map) => {
+      HashMap.mutate(withSharedAnnotations(annotations, record), (map) => {
         HashMap.set(map, "jobId", record.id)
-        HashMap.set(map, "jobName", record.name)
-        HashMap.set(map, "queue", record.queue)
         HashMap.set(map, "attempt", record.attempt)
-        HashMap.set(map, "trigger", record.trigger)
-        HashMap.set(map, "workerId", workerId)
         if (record.tenantId !== null) HashMap.set(map, "tenantId", record.tenantId)
       })
     const withJobLogAnnotations = (record: JobRecord) =>
@@ -298,7 +324,8 @@ export const makeWorker = (
     const runJob = (
       entry: Held,
       runner: Fiber.RuntimeFiber<unknown, unknown>,
-      restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+      restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+      baseline: Baseline
     ): Effect.Effect<boolean> => {
       const record = entry.record
       const handler = byName.get(record.name)
@@ -309,14 +336,39 @@ export const makeWorker = (
         const series = Metrics.seriesOf(record.queue, record.name)
         const startedAt = clock.unsafeCurrentTimeNanos()
         Metrics.recordStarted(series, (Number(startedAt) / 1e6 - record.runAt) / 1000)
-        const program = Effect.zipRight(
-          FiberRef.update(FiberRef.currentLogAnnotations, addJobLogAnnotations(record)),
-          runAttempt(handler, record, jobLayer, JobContext.fromRecord(record, workerId), span, "set")
+        // The job's services and log annotations, written into the runner's FiberRefs at once.
+        const annotate = addJobLogAnnotations(record)
+        const install: InstallServices = (services) =>
+          Effect.withFiberRuntime((fiber) => {
+            if (fiber === runner) {
+              const id = runner.id()
+              return resetFiberRefs(
+                runner,
+                FiberRefs.updateManyAs(baseline.fiberRefs, {
+                  entries: [
+                    [FiberRef.currentContext, [[id, Context.merge(baseline.context, services)]]],
+                    [FiberRef.currentLogAnnotations, [[id, annotate(baseline.annotations)]]]
+                  ]
+                })
+              )
+            }
+            // Under a timeout the attempt runs on a child fiber of the runner, which dies with it.
+            return Effect.zipRight(
+              FiberRef.update(FiberRef.currentContext, (current) => Context.merge(current, services)),
+              FiberRef.update(FiberRef.currentLogAnnotations, annotate)
+            )
+          })
+        const program = runAttempt(
+          handler,
+          record,
+          jobLayer,
+          JobContext.fromRecord(record, workerId),
+          span,
+          install
         ) as Effect.Effect<unknown, unknown>
-        const fiberRefs = runner.getFiberRefs()
         return Effect.flatMap(Effect.exit(restore(program)), (exit) =>
           Effect.zipRight(
-            resetFiberRefs(runner, fiberRefs),
+            resetFiberRefs(runner, baseline.fiberRefs),
             Effect.suspend(() => {
               entry.phase = "settling"
               entry.runner = undefined
@@ -350,17 +402,28 @@ export const makeWorker = (
     const runner = Effect.uninterruptibleMask((restore) =>
       Effect.withFiberRuntime<void>((fiber) => {
         const waitForJob = restore(waitForWork)
-        const next: Effect.Effect<void> = Effect.suspend(() => {
-          if (draining) return Effect.void
-          const entry = takeReady()
-          if (entry === undefined) return Effect.flatMap(waitForJob, () => next)
-          return Effect.flatMap(runJob(entry, fiber, restore), (retire) => retire ? Effect.void : next)
-        })
-        // Hold the refs a job sets, so that putting the runner's refs back also covers them.
+        const jobsFrom = (baseline: Baseline) => {
+          const next: Effect.Effect<void> = Effect.suspend(() => {
+            if (draining) return Effect.void
+            const entry = takeReady()
+            if (entry === undefined) return Effect.flatMap(waitForJob, () => next)
+            return Effect.flatMap(runJob(entry, fiber, restore, baseline), (retire) => retire ? Effect.void : next)
+          })
+          return next
+        }
+        // Hold the refs a job sets, so that putting the runner's refs back also covers them;
+        // then every job starts from, and returns to, the refs as they are now.
         return Effect.zipRight(
           Effect.flatMap(FiberRef.get(FiberRef.currentLogAnnotations), (annotations) =>
             FiberRef.set(FiberRef.currentLogAnnotations, annotations)),
-          next
+          Effect.suspend(() => {
+            const fiberRefs = fiber.getFiberRefs()
+            return jobsFrom({
+              fiberRefs,
+              context: FiberRefs.getOrDefault(fiberRefs, FiberRef.currentContext),
+              annotations: FiberRefs.getOrDefault(fiberRefs, FiberRef.currentLogAnnotations)
+            })
+          })
         )
       })
     )
