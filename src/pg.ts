@@ -11,7 +11,7 @@ import type { StoreError } from "./Errors.js"
 import { JobClient, type JobClientOptions } from "./JobClient.js"
 import type { JobStore } from "./JobStore.js"
 import * as SqlJobStore from "./SqlJobStore.js"
-import { makePool } from "./stores/sql/pgPool.js"
+import { makePool, PgPool } from "./stores/sql/pgPool.js"
 
 export interface PgStoreOptions extends SqlJobStore.SqlJobStoreOptions, JobClientOptions {
   readonly url: Redacted.Redacted
@@ -32,16 +32,26 @@ export type Services = JobStore | JobClient | SqlClient.SqlClient | PgClient.PgC
 export const layerWith = (options: PgStoreOptions): Layer.Layer<Services, StoreError | SqlError> =>
   JobClient.layerWith(options).pipe(
     Layer.provideMerge(SqlJobStore.layer(options)),
-    Layer.provideMerge(PgClient.layerFromPool({
-      acquire: makePool({
-        url: options.url,
-        maxConnections: options.maxConnections ?? 10,
-        applicationName: options.applicationName ?? "conveyor",
-        preparedStatements: options.preparedStatements ?? true
-      }),
-      applicationName: options.applicationName ?? "conveyor"
-    }))
+    Layer.provideMerge(connection(options))
   )
+
+/** A pool of our own (see `stores/sql/pgPool.ts`), and the `PgClient` over it. */
+const connection = (options: PgStoreOptions) => {
+  const applicationName = options.applicationName ?? "conveyor"
+  const pool = Layer.scoped(
+    PgPool,
+    makePool({
+      url: options.url,
+      maxConnections: options.maxConnections ?? 10,
+      applicationName,
+      preparedStatements: options.preparedStatements ?? true
+    })
+  )
+  const client = Layer.unwrapEffect(
+    Effect.map(PgPool, (pool) => PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName }))
+  )
+  return Layer.provideMerge(client, pool)
+}
 
 export const config = Config.all({
   url: Config.redacted("DATABASE_URL").pipe(Config.withDescription("PostgreSQL connection URL")),

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Redacted, Schema } from "effect"
-import { Job, JobClient } from "conveyor"
+import { Job, JobClient, JobStore } from "conveyor"
 import * as Pg from "conveyor/pg"
 import { jobStoreSuite } from "./conformance/jobStoreSuite.js"
 import { dropSchemaAfterwards, freshSchema, pgStoreLayer, pgUrl } from "./databases.js"
@@ -45,6 +45,21 @@ describe("prepared statements", () => {
         const inserts = statements.filter(({ statement }) => statement.includes("INSERT INTO"))
         // Two enqueues, one prepared insert.
         assert.strictEqual(inserts.length, 1)
+      }))
+  })
+
+  it.layer(shippedLayer())((it) => {
+    it.effect("a single enqueue still joins the caller's transaction", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const client = yield* JobClient
+        const committed = yield* sql.withTransaction(client.enqueue(Ping, { n: 1 }))
+        const failed = yield* sql.withTransaction(
+          Effect.zipRight(client.enqueue(Ping, { n: 2 }), Effect.fail("rolled back"))
+        ).pipe(Effect.flip)
+        assert.strictEqual(failed, "rolled back")
+        const pings = yield* Effect.flatMap(JobStore, (store) => store.list({ name: "ping" }))
+        assert.deepStrictEqual(pings.map((job) => [job.id, JSON.parse(job.payload).n]), [[committed, 1]])
       }))
   })
 

@@ -3,12 +3,13 @@
  * `FOR UPDATE SKIP LOCKED`, and a statement trigger announces inserted jobs with NOTIFY.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
+import { TransactionConnection } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Effect, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import type { JobFilter } from "../../JobStore.js"
 import { claimedColumns, type Dialect, type JobRow, listQuery, type Migration, type Signal, singleInsertParams } from "./dialect.js"
 import { listenTo } from "./pgListener.js"
-import { prepared } from "./pgPool.js"
+import { PgPool, prepared, queryPool } from "./pgPool.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
 
@@ -103,6 +104,16 @@ export const makePgDialect = (schema: string) =>
     const q = <A extends object>(text: string, params: ReadonlyArray<unknown> = []) =>
       sql.unsafe<A>(text, params as Array<unknown>)
     const channel = channels(schema)
+    const pool = Option.getOrUndefined(yield* Effect.serviceOption(PgPool))
+    /** A single job's statement: straight on `conveyor/pg`'s own pool, unless in a transaction. */
+    const single = <A extends object>(text: string, params: ReadonlyArray<unknown>, rowMode?: "array") => {
+      const viaClient = (rowMode === "array" ? sql.unsafe(text, params as Array<unknown>).values : q<A>(text, params)) as Effect.Effect<ReadonlyArray<A>, SqlError>
+      if (pool === undefined) return viaClient
+      return Effect.flatMap(
+        Effect.serviceOption(TransactionConnection),
+        (transaction) => Option.isSome(transaction) ? viaClient : queryPool<A>(pool, text, params, rowMode)
+      )
+    }
 
     const insertSql = prepared(`
       INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
@@ -253,7 +264,7 @@ export const makePgDialect = (schema: string) =>
       insert: (rows, now) => {
         const [row] = rows
         return rows.length === 1 && row !== undefined
-          ? q(row.unique_key === null ? insertOnePlainSql : insertOneSql, singleInsertParams(row, now))
+          ? single(row.unique_key === null ? insertOnePlainSql : insertOneSql, singleInsertParams(row, now))
           : rows.some((row) => row.unique_key !== null)
           ? q(insertSql, [JSON.stringify(rows), now])
           : q(insertPlainSql, [
@@ -277,7 +288,7 @@ export const makePgDialect = (schema: string) =>
           [JSON.stringify(keys)]
         ),
       insertClaimed: (row, claim) =>
-        sql.unsafe(insertClaimedSql, [...singleInsertParams(row, claim.now), claim.leaseExpiresAt, claim.workerId]).values,
+        single(insertClaimedSql, [...singleInsertParams(row, claim.now), claim.leaseExpiresAt, claim.workerId], "array"),
       claim: ({ leaseExpiresAt, now, queues, workerId }) =>
         sql.unsafe(claimSql, [JSON.stringify(queues.map(({ limit, queue }) => ({ queue, lim: limit }))), now, leaseExpiresAt, workerId]).values,
       nextRunAt: (queues, now) =>
