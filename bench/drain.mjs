@@ -1,10 +1,12 @@
 // A drain without the harness, for profiling the worker: `node bench/drain.mjs [memory|sqlite|pg] [n] [prefetch] [async]`
 // (`async`: the handler awaits a promise, as the peer harness's handler does)
-// (after `npm run build`). Add `--cpu-prof` to node to write a profile.
+// (after `npm run build`). `PROFILE=file.cpuprofile` writes a CPU profile of the last round's
+// drain alone (without the enqueues before it).
+import { Session } from 'node:inspector/promises'
 import { Effect, Layer, Logger, LogLevel, ManagedRuntime, Redacted, Schema, Scope, Exit, Deferred } from 'effect'
 import { SqlClient } from '@effect/sql'
 import { Job, JobClient, JobStore, Worker } from '../dist/index.js'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -20,6 +22,8 @@ const runtime = ManagedRuntime.make(Layer.mergeAll(storeLayer, Logger.minimumLog
 const BenchJob = Job.make({ name: 'bench', queue: 'bench', payload: Schema.Struct({ i: Schema.Number }) })
 
 const run = (effect) => runtime.runPromise(effect)
+const profiler = new Session()
+const profiling = (round) => process.env.PROFILE !== undefined && round === 2
 if (storeName === 'pg') await run(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`TRUNCATE conveyor_drain.jobs`))
 
 for (let round = 0; round < 3; round++) {
@@ -31,6 +35,11 @@ for (let round = 0; round < 3; round++) {
   const done = new Promise((r) => { resolve = r })
   const count = () => { if (++seen === n) resolve() }
   const handler = BenchJob.handler(() => mode === 'async' ? Effect.promise(async () => count()) : Effect.sync(count))
+  if (profiling(round)) {
+    profiler.connect()
+    await profiler.post('Profiler.enable')
+    await profiler.post('Profiler.start')
+  }
   const started = performance.now()
   const cpuStart = process.cpuUsage()
   const scope = await run(Scope.make())
@@ -46,6 +55,10 @@ for (let round = 0; round < 3; round++) {
   }
   const elapsed = performance.now() - started
   const cpu = process.cpuUsage(cpuStart)
+  if (profiling(round)) {
+    writeFileSync(process.env.PROFILE, JSON.stringify((await profiler.post('Profiler.stop')).profile))
+    profiler.disconnect()
+  }
   await run(Scope.close(scope, Exit.void))
   console.log(`${storeName} round ${round}: ${n} jobs in ${elapsed.toFixed(0)} ms = ${(n / elapsed * 1000).toFixed(0)} jobs/s (handlers done at ${(handlersDone - started).toFixed(0)} ms; ${((cpu.user + cpu.system) / n).toFixed(1)} µs CPU per job)`)
   await run(Effect.flatMap(JobStore, (s) => s.prune({ finishedBefore: { completed: Date.now() + 1000 }, limit: 1e9 })))
