@@ -227,7 +227,8 @@ export interface LocalReservation {
 export interface JobStoreShape {
   /**
    * Insert jobs in one batch; a live unique key returns the existing job instead. Announces the
-   * jobs' queues on the wake-up channel (delayed jobs too, so idle workers learn their run-at).
+   * jobs' queues on the wake-up channel (delayed jobs too, so idle workers learn their run-at),
+   * except a job handed to a local worker (see `registerLocalWorker`).
    */
   readonly insert: (jobs: ReadonlyArray<JobInsert>) => Effect.Effect<ReadonlyArray<InsertResult>, StoreError>
   /**
