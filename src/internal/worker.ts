@@ -252,32 +252,14 @@ export const makeWorker = (
     }
 
     // --- running one job -------------------------------------------------------------------
-    // The annotations every job of one kind shares (worker, job name, queue, trigger) are added
-    // once per kind and reused; a job adds only its own id, attempt and tenant.
-    const sharedAnnotations = new WeakMap<HashMap.HashMap<string, unknown>, Map<string, HashMap.HashMap<string, unknown>>>()
-    const withSharedAnnotations = (annotations: HashMap.HashMap<string, unknown>, record: JobRecord) => {
-      let byKind = sharedAnnotations.get(annotations)
-      if (byKind === undefined) sharedAnnotations.set(annotations, byKind = new Map())
-      const kind = `${record.queue}\u0000${record.name}\u0000${record.trigger}`
-      let shared = byKind.get(kind)
-      if (shared === undefined) {
-        // Bounded by the worker's queues × job names × triggers.
-        byKind.set(
-          kind,
-          shared = HashMap.mutate(annotations, (map) => {
-            HashMap.set(map, "jobName", record.name)
-            HashMap.set(map, "queue", record.queue)
-            HashMap.set(map, "trigger", record.trigger)
-            HashMap.set(map, "workerId", workerId)
-          })
-        )
-      }
-      return shared
-    }
     const addJobLogAnnotations = (record: JobRecord) => (annotations: HashMap.HashMap<string, unknown>) =>
-      HashMap.mutate(withSharedAnnotations(annotations, record), (map) => {
+      HashMap.mutate(annotations, (map) => {
         HashMap.set(map, "jobId", record.id)
+        HashMap.set(map, "jobName", record.name)
+        HashMap.set(map, "queue", record.queue)
         HashMap.set(map, "attempt", record.attempt)
+        HashMap.set(map, "trigger", record.trigger)
+        HashMap.set(map, "workerId", workerId)
         if (record.tenantId !== null) HashMap.set(map, "tenantId", record.tenantId)
       })
     const withJobLogAnnotations = (record: JobRecord) =>
