@@ -437,6 +437,34 @@ describe("graceful shutdown", () => {
       expect(yield* Testing.getJob(id)).toMatchObject({ state: "completed", attempt: 1 })
     }).pipe(Effect.provide(Testing.layer)))
 
+  it.scoped("sees a claim still in flight when shutdown begins through: its jobs run or are given back", () =>
+    Effect.gen(function*() {
+      const store = yield* JobStore
+      const claimed = yield* Deferred.make<void>()
+      // The database has claimed the jobs, and its answer is still on the way.
+      const slowAnswer = Layer.succeed(JobStore, {
+        ...store,
+        claim: (request) =>
+          Effect.tap(store.claim(request), ({ jobs }) =>
+            jobs.length === 0 ? Effect.void : Effect.zipRight(Deferred.succeed(claimed, undefined), Effect.sleep("1 second")))
+      })
+      const ids = yield* Effect.map(
+        store.insert([1, 2].map((n) => insertOf(Task.queue, { name: Task.name, runAt: 0, payload: JSON.stringify({ n }) }))),
+        (results) => results.map((r) => r.id)
+      )
+      const scope = yield* Scope.make()
+      yield* Layer.buildWithScope(Worker.layer({ handlers: [Task.handler(() => Effect.void)] }), scope).pipe(
+        Effect.provide(slowAnswer)
+      )
+      yield* Deferred.await(claimed)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
+      // Run to completion or given back, but never left running on a lease no one renews.
+      const jobs = yield* Effect.forEach(ids, Testing.getJob)
+      for (const job of jobs) expect([["completed", 1], ["available", 0]]).toContainEqual([job.state, job.attempt])
+    }).pipe(Effect.provide(Testing.layer)))
+
   it.scoped("gives back a job handed over in this process once the worker has begun to shut down", () =>
     Effect.gen(function*() {
       const store = yield* JobStore

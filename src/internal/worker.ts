@@ -486,9 +486,13 @@ export const makeWorker = (
     // about half a millisecond per wake-up, measured.
     const minPollMillis = Duration.toMillis(settings.minPollInterval)
     const maxPollMillis = Duration.toMillis(settings.pollInterval)
+    // Shutdown asks the fetcher to stop rather than interrupting it at once: a claim in flight
+    // may already be applied by the database, and its jobs must be held (then run or released)
+    // rather than left running on leases no one renews, each costing an attempt once rescued.
+    let stopFetching = false
     const fetchLoop = Effect.gen(function*() {
       let pollMillis = minPollMillis
-      while (true) {
+      while (!stopFetching) {
         const state = yield* fetchOnce
         if (state._tag === "busy") {
           pollMillis = minPollMillis
@@ -588,6 +592,11 @@ export const makeWorker = (
     // --- graceful shutdown (runs first: registered last) ---------------------------------------
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
+        stopFetching = true
+        Queue.unsafeOffer(workAvailable, undefined)
+        Queue.unsafeOffer(slotFreed, undefined)
+        // A claim that does not answer within the grace period is given up on.
+        yield* Fiber.await(fetcher).pipe(Effect.timeout(settings.shutdownGrace), Effect.ignore)
         yield* Fiber.interruptAll([fetcher, rescueFiber, pruneFiber, ...listeners])
         draining = true
         wakeRunners(idleRunners.length)
