@@ -210,10 +210,10 @@ export interface LocalWorker {
   readonly workerId: string
   readonly leaseDuration: Duration.Duration
   /**
-   * Promise an idle runner to one job of this queue, or answer undefined when none is free now.
-   * Synchronous: called inside the insert.
+   * Promise an idle runner to one job of this queue and name, or answer undefined when none is
+   * free now (or the worker has no handler for the name). Synchronous: called inside the insert.
    */
-  readonly reserve: (queue: string) => LocalReservation | undefined
+  readonly reserve: (queue: string, name: string) => LocalReservation | undefined
 }
 
 /** A runner promised to a job about to be inserted. Exactly one of the two is called. */

@@ -481,9 +481,11 @@ describe("graceful shutdown", () => {
       let reservation: LocalReservation | undefined
       for (let i = 0; i < 100 && reservation === undefined; i++) {
         yield* Effect.yieldNow()
-        reservation = local!.reserve(Task.queue)
+        reservation = local!.reserve(Task.queue, Task.name)
       }
       expect(reservation).toBeDefined()
+      // Never for a job no handler here knows.
+      expect(local!.reserve(Task.queue, "unknown")).toBeUndefined()
       // The enqueue's insert returns only after the worker stopped, with the job claimed for it.
       yield* Scope.close(scope, Exit.void)
       yield* store.insert([insertOf(Task.queue, { name: Task.name, runAt: 0 })])

@@ -29,7 +29,7 @@ export const makeLocalWorkers = () => {
       const job = jobs[0]!
       if (job.uniqueKey !== null || job.runAt > now) return undefined
       for (const worker of workers) {
-        const reservation = worker.reserve(job.queue)
+        const reservation = worker.reserve(job.queue, job.name)
         if (reservation !== undefined) {
           return {
             now,

@@ -217,9 +217,10 @@ export const makeWorker = (
     // worker and handed over when the insert returns: no wake-up, no claim round trip. Only an
     // idle runner with nothing buffered for the queue is promised, so no job waits behind it.
     let reservedTotal = 0
-    const reserve = (queue: string): LocalReservation | undefined => {
+    const reserve = (queue: string, name: string): LocalReservation | undefined => {
       const lane = lanes.get(queue)
-      if (lane === undefined || draining || idleRunners.length <= reservedTotal) return undefined
+      // A job this worker has no handler for is left to a worker that has one.
+      if (lane === undefined || !byName.has(name) || draining || idleRunners.length <= reservedTotal) return undefined
       const buffered = lane.occupied - lane.running - lane.reserved
       if (buffered > 0 || lane.running + lane.reserved >= lane.limit) return undefined
       lane.reserved++
