@@ -288,9 +288,9 @@ export interface JobStoreShape {
   /**
    * Register a worker of this process for the scope. A single job enqueued in this process to
    * run now, without a unique key and outside a transaction, while the worker has a handler for
-   * it and an idle runner for its queue, is inserted already claimed by that worker (attempt 1, a lease, fencing token
-   * 1) and handed to it in memory: it starts when the insert commits, without a wake-up and a
-   * claim round trip. Other workers are not woken for it.
+   * it and an idle runner for its queue, is inserted already claimed by that worker (attempt 1,
+   * a lease, fencing token 1) and handed to it in memory: it starts when the insert commits,
+   * without a wake-up and a claim round trip. Other workers are not woken for it.
    */
   readonly registerLocalWorker: (worker: LocalWorker) => Effect.Effect<void, never, Scope.Scope>
 }

@@ -6,11 +6,15 @@
 import { Duration, Effect, type Scope } from "effect"
 import type { JobInsert, LocalReservation, LocalWorker } from "../JobStore.js"
 
-/** The claim a handed-off job is inserted under: what a claim at `now` would have set. */
-export interface LocalClaim {
+/** What a claim at `now` sets on a job, whether by a claim or by an insert for a local worker. */
+export interface ClaimStamp {
   readonly now: number
   readonly leaseExpiresAt: number
   readonly workerId: string
+}
+
+/** The claim a handed-off job is inserted under, and the runner promised to it. */
+export interface LocalClaim extends ClaimStamp {
   readonly reservation: LocalReservation
 }
 

@@ -7,6 +7,7 @@
  */
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Effect, Scope, Stream } from "effect"
+import type { ClaimStamp } from "../../internal/localWorkers.js"
 import type { AttemptError, JobFilter } from "../../JobStore.js"
 
 export interface JobRow {
@@ -100,13 +101,6 @@ export const singleInsertParams = (row: InsertRow, now: number): ReadonlyArray<u
   now
 ]
 
-/** What a claim sets on a job: also what a job inserted for a local worker is inserted with. */
-export interface LocalClaimParams {
-  readonly now: number
-  readonly leaseExpiresAt: number
-  readonly workerId: string
-}
-
 /** A settlement, flattened for one batch statement. */
 export interface SettleRow {
   readonly id: string
@@ -144,13 +138,10 @@ export interface Dialect {
    * unless its queue is paused, then as available. Answers the values of `claimedColumns` and
    * then the state the job was inserted in.
    */
-  readonly insertClaimed: (row: InsertRow, claim: LocalClaimParams) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+  readonly insertClaimed: (row: InsertRow, claim: ClaimStamp) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   readonly liveByUniqueKey: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly unique_key: string }>, SqlError>
-  readonly claim: (params: {
+  readonly claim: (params: ClaimStamp & {
     readonly queues: ReadonlyArray<{ readonly queue: string; readonly limit: number }>
-    readonly now: number
-    readonly leaseExpiresAt: number
-    readonly workerId: string
   }) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   readonly nextRunAt: (queues: ReadonlyArray<string>, now: number) => Effect.Effect<number | null, SqlError>
   /** Complete attempts; answers `[id, lease_token]` of the ones whose lease still held. */

@@ -107,11 +107,15 @@ export const makePgDialect = (schema: string) =>
     const pool = Option.getOrUndefined(yield* Effect.serviceOption(PgPool))
     /** A single job's statement: straight on `conveyor/pg`'s own pool, unless in a transaction. */
     const single = <A extends object>(text: string, params: ReadonlyArray<unknown>, rowMode?: "array") => {
-      const viaClient = (rowMode === "array" ? sql.unsafe(text, params as Array<unknown>).values : q<A>(text, params)) as Effect.Effect<ReadonlyArray<A>, SqlError>
-      if (pool === undefined) return viaClient
+      const viaClient = () =>
+        (rowMode === "array" ? sql.unsafe(text, params as Array<unknown>).values : q<A>(text, params)) as Effect.Effect<
+          ReadonlyArray<A>,
+          SqlError
+        >
+      if (pool === undefined) return viaClient()
       return Effect.flatMap(
         Effect.serviceOption(TransactionConnection),
-        (transaction) => Option.isSome(transaction) ? viaClient : queryPool<A>(pool, text, params, rowMode)
+        (transaction) => Option.isSome(transaction) ? viaClient() : queryPool<A>(pool, text, params, rowMode)
       )
     }
 

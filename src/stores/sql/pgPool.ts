@@ -29,11 +29,11 @@ export const queryPool = <A>(
   Effect.async<ReadonlyArray<A>, SqlError>((resume) => {
     pool.query(
       { text, values: values as Array<unknown>, ...(rowMode === undefined ? {} : { rowMode }) },
-      (cause: Error | undefined, result: Pg.QueryResult | undefined) =>
+      (cause: Error | null | undefined, result: Pg.QueryResult | undefined) =>
         resume(
-          cause === undefined || cause === null
-            ? Effect.succeed((result?.rows ?? []) as ReadonlyArray<A>)
-            : Effect.fail(new SqlError({ cause, message: "Failed to execute statement" }))
+          cause
+            ? Effect.fail(new SqlError({ cause, message: "Failed to execute statement" }))
+            : Effect.succeed((result?.rows ?? []) as ReadonlyArray<A>)
         )
     )
   })

@@ -17,7 +17,7 @@ import type {
   Settlement,
   Trigger
 } from "../../JobStore.js"
-import { type LocalClaim, makeLocalWorkers } from "../../internal/localWorkers.js"
+import { type ClaimStamp, type LocalClaim, makeLocalWorkers } from "../../internal/localWorkers.js"
 import { claimedColumns, type CompleteRow, type Dialect, type InsertRow, type JobRow, type SettleRow } from "./dialect.js"
 
 const num = (value: number | string | bigint | null): number | null => value === null ? null : Number(value)
@@ -51,7 +51,7 @@ export const toRecord = (row: JobRow): JobRecord => ({
 /** A claimed job from the values of `claimedColumns`, and what the claim itself set. */
 const toClaimedRecord = (
   row: ReadonlyArray<unknown>,
-  claim: { readonly now: number; readonly leaseExpiresAt: number; readonly workerId: string }
+  claim: ClaimStamp
 ): JobRecord => {
   const metadata = row[9] as string | null
   const errors = row[15] as string | ReadonlyArray<AttemptError>
