@@ -143,6 +143,9 @@ export const makeWorker = (
 
     /** Across lanes: jobs running, or buffered or running (what capacity counts; settling ones only wait for a write). */
     const total = (count: (lane: Lane) => number) => laneList.reduce((sum, lane) => sum + count(lane), 0)
+    /** Shutdown has begun: no more claims, no more jobs handed over at enqueue. */
+    let stopFetching = false
+    /** Shutdown has released the buffered jobs: runners stop taking jobs. */
     let draining = false
     const allSettled = yield* Deferred.make<void>()
     const hold = (record: JobRecord) => {
@@ -220,7 +223,7 @@ export const makeWorker = (
     const reserve = (queue: string, name: string): LocalReservation | undefined => {
       const lane = lanes.get(queue)
       // A job this worker has no handler for is left to a worker that has one.
-      if (lane === undefined || !byName.has(name) || draining || idleRunners.length <= reservedTotal) return undefined
+      if (lane === undefined || !byName.has(name) || stopFetching || idleRunners.length <= reservedTotal) return undefined
       const buffered = lane.occupied - lane.running - lane.reserved
       if (buffered > 0 || lane.running + lane.reserved >= lane.limit) return undefined
       lane.reserved++
@@ -487,10 +490,10 @@ export const makeWorker = (
     // about half a millisecond per wake-up, measured.
     const minPollMillis = Duration.toMillis(settings.minPollInterval)
     const maxPollMillis = Duration.toMillis(settings.pollInterval)
-    // Shutdown asks the fetcher to stop rather than interrupting it at once: a claim in flight
-    // may already be applied by the database, and its jobs must be held (then run or released)
-    // rather than left running on leases no one renews, each costing an attempt once rescued.
-    let stopFetching = false
+    // Shutdown asks the fetcher to stop (`stopFetching`) rather than interrupting it at once: a
+    // claim in flight may already be applied by the database, and its jobs must be held (then
+    // run or released) rather than left running on leases no one renews, each costing an
+    // attempt once rescued.
     const fetchLoop = Effect.gen(function*() {
       let pollMillis = minPollMillis
       while (!stopFetching) {
@@ -593,10 +596,12 @@ export const makeWorker = (
     // --- graceful shutdown (runs first: registered last) ---------------------------------------
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
+        // One grace period for the whole shutdown: the claim in flight, then the running jobs.
+        const graceEnds = (yield* Clock.currentTimeMillis) + Duration.toMillis(settings.shutdownGrace)
+        const graceLeft = Effect.map(Clock.currentTimeMillis, (now) => Duration.millis(Math.max(0, graceEnds - now)))
         stopFetching = true
         Queue.unsafeOffer(workAvailable, undefined)
         Queue.unsafeOffer(slotFreed, undefined)
-        // A claim that does not answer within the grace period is given up on.
         yield* Fiber.await(fetcher).pipe(Effect.timeout(settings.shutdownGrace), Effect.ignore)
         yield* Fiber.interruptAll([fetcher, rescueFiber, pruneFiber, ...listeners])
         draining = true
@@ -608,19 +613,20 @@ export const makeWorker = (
           discard: true
         })
         const running = total((lane) => lane.running)
+        const left = yield* graceLeft
         if (running > 0) {
-          yield* Effect.logInfo(`shutting down: waiting up to ${Duration.format(settings.shutdownGrace)} for ${running} running jobs`)
+          yield* Effect.logInfo(`shutting down: waiting up to ${Duration.format(left)} for ${running} running jobs`)
         }
         const drained = yield* Fiber.awaitAll(slots).pipe(
           Effect.interruptible,
-          Effect.timeout(settings.shutdownGrace),
+          Effect.timeout(left),
           Effect.option
         )
         if (drained._tag === "None") {
-          const left = [...held.values()].filter((entry) => entry.phase === "running")
-          yield* Effect.logWarning(`shutdown grace period over: interrupting and releasing ${left.length} jobs`)
-          for (const entry of left) entry.stop ??= "shutdown"
-          yield* Effect.forEach(left, (entry) => Fiber.interruptFork(entry.runner!), { discard: true })
+          const stillRunning = [...held.values()].filter((entry) => entry.phase === "running")
+          yield* Effect.logWarning(`shutdown grace period over: interrupting and releasing ${stillRunning.length} jobs`)
+          for (const entry of stillRunning) entry.stop ??= "shutdown"
+          yield* Effect.forEach(stillRunning, (entry) => Fiber.interruptFork(entry.runner!), { discard: true })
           yield* Fiber.awaitAll(slots)
         }
         // Every settlement handed to the settler is written before the worker's scope closes.
