@@ -10,6 +10,7 @@ import { SqliteClient } from "@effect/sql-sqlite-node"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Redacted } from "effect"
 import { type JobStore, SqlJobStore } from "conveyor"
+import * as SqliteThread from "../src/stores/sql/sqliteThread.js"
 
 export const pgUrl = process.env.CONVEYOR_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 
@@ -35,12 +36,22 @@ export const dropSchemaAfterwards = (schema: string) =>
     Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)).pipe(Effect.ignore)
   ))
 
-/** A store on a fresh SQLite file, with the client it runs on. */
-export const sqliteStoreLayer = (file = freshSqliteFile()): Layer.Layer<JobStore | SqlClient.SqlClient, unknown> =>
-  SqlJobStore.layer().pipe(
-    Layer.provideMerge(SqliteClient.layer({ filename: file })),
+/**
+ * A store on a fresh SQLite file, with the client it runs on: by default the one `conveyor/sqlite`
+ * ships (its connection in a worker thread); `thread: false`, sqlite-node's on the main thread.
+ */
+export const sqliteStoreLayer = (
+  file = freshSqliteFile(),
+  options: { readonly thread?: boolean } = {}
+): Layer.Layer<JobStore | SqlClient.SqlClient, unknown> => {
+  const client: Layer.Layer<SqlClient.SqlClient, unknown> = options.thread === false
+    ? SqliteClient.layer({ filename: file })
+    : SqliteThread.layer({ filename: file })
+  return SqlJobStore.layer().pipe(
+    Layer.provideMerge(client),
     Layer.merge(Layer.scopedDiscard(Effect.addFinalizer(() => Effect.sync(() => removeSqliteFile(file)))))
   )
+}
 
 /** A store in a fresh PostgreSQL schema, with the client it runs on. */
 export const pgStoreLayer = (schema = freshSchema()): Layer.Layer<JobStore | SqlClient.SqlClient, unknown> =>
