@@ -33,38 +33,71 @@ export interface JobContextShape {
   readonly workerId: string
 }
 
-export class JobContext extends Context.Tag("conveyor/JobContext")<JobContext, JobContextShape>() {
-  /**
-   * The context of an attempt of a stored job. Built for every attempt, so the fields that take
-   * work to make (dates, options, the cron entry) are made when first read: most handlers read
-   * one or two fields.
-   */
-  static fromRecord(job: JobRecord, workerId: string): JobContextShape {
-    let tenantId: Option.Option<string> | undefined
-    let enqueuedAt: DateTime.Utc | undefined
-    let scheduledAt: DateTime.Utc | undefined
-    let cron: Option.Option<CronContext> | undefined
+/**
+ * The context of one attempt of a stored job. Built for every attempt, so the fields that take
+ * work to make (dates, options, the cron entry) are made when first read: most handlers read one
+ * or two fields. A class rather than an object literal with getters: its getters live once on
+ * the prototype instead of being made again for every job.
+ */
+class AttemptContext implements JobContextShape {
+  readonly id: string
+  readonly name: string
+  readonly queue: string
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly trigger: Trigger
+  readonly metadata: Readonly<Record<string, unknown>>
+  readonly workerId: string
+  readonly #job: JobRecord
+  #tenantId: Option.Option<string> | undefined
+  #enqueuedAt: DateTime.Utc | undefined
+  #scheduledAt: DateTime.Utc | undefined
+  #cron: Option.Option<CronContext> | undefined
+  constructor(job: JobRecord, workerId: string) {
+    this.id = job.id
+    this.name = job.name
+    this.queue = job.queue
+    this.attempt = job.attempt
+    this.maxAttempts = job.maxAttempts
+    this.trigger = job.trigger
+    this.metadata = job.metadata
+    this.workerId = workerId
+    this.#job = job
+  }
+  get tenantId() {
+    return this.#tenantId ??= Option.fromNullable(this.#job.tenantId)
+  }
+  get enqueuedAt() {
+    return this.#enqueuedAt ??= DateTime.unsafeMake(this.#job.enqueuedAt)
+  }
+  get scheduledAt() {
+    return this.#scheduledAt ??= DateTime.unsafeMake(this.#job.runAt)
+  }
+  get cron() {
+    return this.#cron ??= cronEntryOf(this.#job.trigger, this.#job.metadata)
+  }
+  /** Every field, the lazy ones included, as a plain object would show them. */
+  toJSON() {
     return {
-      id: job.id,
-      name: job.name,
-      queue: job.queue,
-      attempt: job.attempt,
-      maxAttempts: job.maxAttempts,
-      trigger: job.trigger,
-      get tenantId() {
-        return tenantId ??= Option.fromNullable(job.tenantId)
-      },
-      get enqueuedAt() {
-        return enqueuedAt ??= DateTime.unsafeMake(job.enqueuedAt)
-      },
-      get scheduledAt() {
-        return scheduledAt ??= DateTime.unsafeMake(job.runAt)
-      },
-      metadata: job.metadata,
-      get cron() {
-        return cron ??= cronEntryOf(job.trigger, job.metadata)
-      },
-      workerId
+      id: this.id,
+      name: this.name,
+      queue: this.queue,
+      attempt: this.attempt,
+      maxAttempts: this.maxAttempts,
+      trigger: this.trigger,
+      tenantId: this.tenantId,
+      enqueuedAt: this.enqueuedAt,
+      scheduledAt: this.scheduledAt,
+      metadata: this.metadata,
+      cron: this.cron,
+      workerId: this.workerId
     }
+  }
+}
+
+export class JobContext extends Context.Tag("conveyor/JobContext")<JobContext, JobContextShape>() {
+  /** The context of an attempt of a stored job; its costlier fields are made when first read. */
+  static fromRecord(job: JobRecord, workerId: string): JobContextShape {
+    return new AttemptContext(job, workerId)
   }
 }

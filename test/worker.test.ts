@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, type Duration, Effect, Exit, Fiber, FiberRef, Layer, Option, Ref, Schedule, Schema, Scope, TestClock } from "effect"
+import { Context, Deferred, type Duration, Effect, Exit, Fiber, FiberRef, HashMap, Layer, Option, Ref, Schedule, Schema, Scope, TestClock } from "effect"
 import { cancel, Job, JobClient, JobContext, JobStore, type LocalReservation, type LocalWorker, snooze, Worker } from "conveyor"
 import * as Testing from "conveyor/testing"
 import { finishedJobs, start } from "./helpers.js"
@@ -359,6 +359,52 @@ describe("Worker", () => {
       const [next] = yield* after
       expect(next!.outcome).toBe("Complete")
       expect(seen.at(-1)).toEqual([5, []])
+    }).pipe(Effect.provide(Testing.layer)))
+
+  it.scoped("gives every job its own context and log annotations, also after jobs of its kind ran on the runner", () =>
+    Effect.gen(function*() {
+      const Tagged = Job.make({ name: "tagged", payload: Schema.Struct({ n: Schema.Number }) })
+      const seen: Array<{ n: number; id: string; annotated: unknown; tenant: unknown; context: unknown }> = []
+      const worker = yield* start(Worker.layer({
+        handlers: [Tagged.handler(({ n }) =>
+          Effect.gen(function*() {
+            const ctx = yield* JobContext
+            const annotations = yield* Effect.logAnnotations
+            seen.push({
+              n,
+              id: ctx.id,
+              annotated: Option.getOrUndefined(HashMap.get(annotations, "jobId")),
+              tenant: Option.getOrUndefined(HashMap.get(annotations, "tenantId")),
+              context: JSON.parse(JSON.stringify(ctx))
+            })
+          })
+        )],
+        concurrency: 1
+      }))
+      const client = yield* JobClient
+      const done = yield* finishedJobs(worker, 4)
+      const ids = [
+        yield* client.enqueue(Tagged, { n: 1 }, { tenantId: "acme" }),
+        yield* client.enqueue(Tagged, { n: 2 }, { tenantId: "acme" }),
+        yield* client.enqueue(Tagged, { n: 3 }, { tenantId: "globex" }),
+        yield* client.enqueue(Tagged, { n: 4 })
+      ]
+      yield* done
+      expect(seen.map(({ annotated, id, n, tenant }) => [n, id, annotated, tenant])).toEqual([
+        [1, ids[0], ids[0], "acme"],
+        [2, ids[1], ids[1], "acme"],
+        [3, ids[2], ids[2], "globex"],
+        [4, ids[3], ids[3], undefined]
+      ])
+      // The context shows its fields, the ones made on first read included.
+      expect(seen[2]!.context).toMatchObject({
+        id: ids[2],
+        name: "tagged",
+        attempt: 1,
+        trigger: "queue",
+        tenantId: { _tag: "Some", value: "globex" }
+      })
+      expect(seen[3]!.context).toMatchObject({ tenantId: { _tag: "None" } })
     }).pipe(Effect.provide(Testing.layer)))
 
   it.scoped("keeps a long job's lease alive with heartbeats, so it is never rescued", () =>

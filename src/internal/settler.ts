@@ -11,6 +11,8 @@ import type { StoreError } from "../Errors.js"
 import type { JobStoreShape, Settlement } from "../JobStore.js"
 
 const maxBatch = 500
+const wasApplied: Either.Either<boolean, StoreError> = Either.right(true)
+const wasStale: Either.Either<boolean, StoreError> = Either.right(false)
 
 /** What to do once the store has answered: whether the settlement applied (false: stale lease). */
 export type OnSettled = (result: Either.Either<boolean, StoreError>) => Effect.Effect<void>
@@ -36,9 +38,10 @@ export const makeSettler = (store: JobStoreShape) =>
         Effect.retry(Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))),
         Effect.either
       )
+      const failed = Either.isLeft(results) ? Either.left(results.left) : undefined
       for (let i = 0; i < batch.length; i++) {
         const onSettled = batch[i]![1]
-        yield* onSettled(Either.map(results, (applied) => applied[i] ?? false))
+        yield* onSettled(failed ?? (Either.isRight(results) && results.right[i] === true ? wasApplied : wasStale))
       }
     })
     yield* Effect.forkScoped(Effect.forever(flush))

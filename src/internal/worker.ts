@@ -71,6 +71,8 @@ interface Baseline {
   readonly fiberRefs: FiberRefs.FiberRefs
   readonly context: Context.Context<never>
   readonly annotations: HashMap.HashMap<string, unknown>
+  /** The runner's annotations plus those that jobs of one kind share, by kind (see `jobAnnotations`). */
+  readonly kinds: Map<string, HashMap.HashMap<string, unknown>>
 }
 
 /** A queue's claimed jobs waiting for a runner, and how many of its jobs run now. */
@@ -132,6 +134,10 @@ export const makeWorker = (
     // `process` span would cost more than a no-op job and be seen by no one.
     const traced = (yield* Effect.tracer) !== builtInTracer
     const events = yield* PubSub.unbounded<WorkerEvent>()
+    /** Published in place, twice per job: an effect per event cost more than the event itself. */
+    const publishEvent = (event: WorkerEvent) => {
+      Queue.unsafeOffer(events, event)
+    }
     const settler = yield* makeSettler(store)
     const held = new Map<string, Held>()
     const slotFreed = yield* Queue.sliding<void>(1)
@@ -268,6 +274,22 @@ export const makeWorker = (
       })
     const withJobLogAnnotations = (record: JobRecord) =>
       Effect.locallyWith(FiberRef.currentLogAnnotations, addJobLogAnnotations(record))
+    /**
+     * A job's log annotations on a runner: all but the job id are the same for every job of one
+     * name, queue, attempt, trigger and tenant, so that part is built once per kind and the job
+     * adds its id (building all seven per job was the largest allocation of a no-op job).
+     */
+    const jobAnnotations = (baseline: Baseline, record: JobRecord) => {
+      const kind = `${record.name}\n${record.queue}\n${record.attempt}\n${record.trigger}\n${record.tenantId ?? "\u0000"}`
+      let shared = baseline.kinds.get(kind)
+      if (shared === undefined) {
+        // Tenants can be many: a bounded cache, started afresh when full.
+        if (baseline.kinds.size >= 256) baseline.kinds.clear()
+        shared = addJobLogAnnotations(record)(baseline.annotations)
+        baseline.kinds.set(kind, shared)
+      }
+      return HashMap.set(shared, "jobId", record.id)
+    }
 
     /** What to do once a job's settlement is written (or was not needed). */
     const finished = (entry: Held, settlement: Settlement | undefined, exit: Exit.Exit<unknown, unknown>, span: Tracer.Span | undefined) =>
@@ -275,16 +297,14 @@ export const makeWorker = (
       const record = entry.record
       unhold(entry)
       const applied = Either.getOrElse(result, () => false)
-      const publish = PubSub.publish(
-        events,
-        WorkerEvent.JobFinished({ job: record, outcome: settlement?._tag ?? "Lost", applied, exit })
-      )
+      const publish = () =>
+        publishEvent(WorkerEvent.JobFinished({ job: record, outcome: settlement?._tag ?? "Lost", applied, exit }))
       if (Either.isLeft(result)) {
         return Effect.zipRight(
           Effect.logWarning(settleFailed, result.left).pipe(
             withJobLogAnnotations(record)
           ),
-          publish
+          Effect.sync(publish)
         )
       }
       if (settlement?._tag === "Retry" || settlement?._tag === "Discard") {
@@ -293,9 +313,10 @@ export const makeWorker = (
             Effect.annotateLogs({ error: settlement.error.message, module: "Worker" }),
             withJobLogAnnotations(record)
           )
-        return Effect.zipRight(span === undefined ? warning : Effect.withParentSpan(warning, span), publish)
+        return Effect.zipRight(span === undefined ? warning : Effect.withParentSpan(warning, span), Effect.sync(publish))
       }
-      return publish
+      publish()
+      return Effect.void
     }
 
     /**
@@ -317,13 +338,11 @@ export const makeWorker = (
       const handler = byName.get(record.name)
       entry.phase = "running"
       entry.runner = runner
-      const started = PubSub.publish(events, WorkerEvent.JobStarted({ job: record }))
       const attempt = (span: Tracer.Span | undefined): Effect.Effect<boolean> => {
         const series = Metrics.seriesOf(record.queue, record.name)
         const startedAt = clock.unsafeCurrentTimeNanos()
         Metrics.recordStarted(series, (Number(startedAt) / 1e6 - record.runAt) / 1000)
         // The job's services and log annotations, written into the runner's FiberRefs at once.
-        const annotate = addJobLogAnnotations(record)
         const install: InstallServices = (services) =>
           Effect.withFiberRuntime((fiber) => {
             if (fiber === runner) {
@@ -333,7 +352,7 @@ export const makeWorker = (
                 FiberRefs.updateManyAs(baseline.fiberRefs, {
                   entries: [
                     [FiberRef.currentContext, [[id, Context.merge(baseline.context, services)]]],
-                    [FiberRef.currentLogAnnotations, [[id, annotate(baseline.annotations)]]]
+                    [FiberRef.currentLogAnnotations, [[id, jobAnnotations(baseline, record)]]]
                   ]
                 })
               )
@@ -341,7 +360,7 @@ export const makeWorker = (
             // Under a timeout the attempt runs on a child fiber of the runner, which dies with it.
             return Effect.zipRight(
               FiberRef.update(FiberRef.currentContext, (current) => Context.merge(current, services)),
-              FiberRef.update(FiberRef.currentLogAnnotations, annotate)
+              FiberRef.update(FiberRef.currentLogAnnotations, addJobLogAnnotations(record))
             )
           })
         const program = runAttempt(
@@ -377,10 +396,8 @@ export const makeWorker = (
             })
           ))
       }
-      return Effect.zipRight(
-        started,
-        traced ? Effect.flatMap(makeProcessSpan(record, settings.producerSpan, workerId), attempt) : attempt(undefined)
-      )
+      publishEvent(WorkerEvent.JobStarted({ job: record }))
+      return traced ? Effect.flatMap(makeProcessSpan(record, settings.producerSpan, workerId), attempt) : attempt(undefined)
     }
     const continueRunning = Effect.succeed(false)
 
@@ -407,7 +424,8 @@ export const makeWorker = (
             return jobsFrom({
               fiberRefs,
               context: FiberRefs.getOrDefault(fiberRefs, FiberRef.currentContext),
-              annotations: FiberRefs.getOrDefault(fiberRefs, FiberRef.currentLogAnnotations)
+              annotations: FiberRefs.getOrDefault(fiberRefs, FiberRef.currentLogAnnotations),
+              kinds: new Map()
             })
           })
         )
