@@ -7,7 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { DateTime, Effect, Layer, Option, Schedule } from "effect"
 import { JobContext, JobStore } from "conveyor"
 import { freshSchema, freshSqliteFile, pgStoreLayer, sqliteStoreLayer } from "./databases.js"
-import { spawnFixture, stopAll } from "./processes.js"
+import { exitReport, spawnFixture, stopAll } from "./processes.js"
 
 const spawnCronWorker = (env: Record<string, string>) => spawnFixture("cronProcess.ts", env)
 
@@ -49,7 +49,7 @@ for (const backend of backends) {
             Effect.timeoutFail({ duration: "90 seconds", onTimeout: () => new Error("fewer than 22 ticks ran in 90 s") })
           )
           const codes = yield* stopAll(workers)
-          expect(codes).toEqual(Array.from({ length: backend.processes }, () => 0))
+          expect(codes, exitReport(workers)).toEqual(Array.from({ length: backend.processes }, () => 0))
 
           const jobs = (yield* cronJobs).sort((a, b) => a.tick - b.tick)
           expect(jobs.length).toBeGreaterThanOrEqual(22)

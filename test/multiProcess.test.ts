@@ -9,7 +9,7 @@ import { type Duration, Effect, Layer, Schedule } from "effect"
 import { JobClient, JobStore } from "conveyor"
 import { MultiProcessJob } from "./fixtures/workerProcess.js"
 import { freshSchema, freshSqliteFile, pgStoreLayer, sqliteStoreLayer } from "./databases.js"
-import { type Spawned, spawnFixture, stopAll } from "./processes.js"
+import { type Spawned, exitReport, spawnFixture, stopAll } from "./processes.js"
 
 /** A worker process; `ran(worker)` is the jobs it has run so far (it prints `ran <i>` for each). */
 const spawnWorker = (env: Record<string, string>) => spawnFixture("workerProcess.ts", env)
@@ -66,7 +66,7 @@ for (const backend of backends) {
             }))
           yield* awaitCompleted(n, "240 seconds")
           const codes = yield* stopAll(workers)
-          expect(codes).toEqual([0, 0, 0, 0])
+          expect(codes, exitReport(workers)).toEqual([0, 0, 0, 0])
           const runs = countBy(workers.flatMap(ran))
           expect(runs.size).toBe(n)
           expect([...runs.values()].every((count) => count === 1)).toBe(true)
@@ -148,7 +148,7 @@ describe("worker processes on postgresql", () => {
         expect(terminated.length).toBeGreaterThanOrEqual(4)
         yield* awaitCompleted(n, "120 seconds")
         const codes = yield* stopAll(workers)
-        expect(codes).toEqual([0, 0, 0, 0])
+        expect(codes, exitReport(workers)).toEqual([0, 0, 0, 0])
         const store = yield* JobStore
         const counts = (yield* store.counts).filter((c) => c.queue === "mp")
         expect(counts).toEqual([{ queue: "mp", state: "completed", count: n }])

@@ -47,3 +47,12 @@ export const stopAll = (workers: ReadonlyArray<Spawned>) =>
     for (const worker of workers) if (worker.child.exitCode === null) worker.child.kill("SIGTERM")
     return Promise.all(workers.map((worker) => worker.exited))
   })
+
+/** For a failed exit-code assertion: the last lines (other than `ran <i>`) of each process that exited non-zero. */
+export const exitReport = (workers: ReadonlyArray<Spawned>) =>
+  workers
+    .filter((worker) => worker.child.exitCode !== 0)
+    .map((worker) =>
+      `exit ${worker.child.exitCode}:\n${worker.lines.filter((line) => !line.startsWith("ran ")).slice(-20).join("\n")}`
+    )
+    .join("\n\n")
