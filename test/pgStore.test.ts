@@ -1,9 +1,9 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Redacted, Schema } from "effect"
+import { Chunk, Effect, Layer, Redacted, Schema, Stream } from "effect"
 import { Job, JobClient, JobStore } from "conveyor"
 import * as Pg from "conveyor/pg"
-import { jobStoreSuite } from "./conformance/jobStoreSuite.js"
+import { insertOf, jobStoreSuite } from "./conformance/jobStoreSuite.js"
 import { dropSchemaAfterwards, freshSchema, pgStoreLayer, pgUrl } from "./databases.js"
 
 // On the application's own `SqlClient`, whose statements go unnamed.
@@ -71,4 +71,31 @@ describe("prepared statements", () => {
         assert.deepStrictEqual(yield* preparedStatements, [])
       }))
   })
+})
+
+describe("notifications", () => {
+  const schema = freshSchema("listen")
+  /** Sessions listening for this schema's jobs. */
+  const listeners = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE ${`LISTEN "${schema}:jobs"%`}`,
+      (rows) => rows[0]!.n
+    ))
+
+  it.live("are listened to only once someone subscribes (a worker), not by a process that only enqueues", () =>
+      Effect.gen(function*() {
+        yield* Effect.flatMap(JobClient, (client) => client.enqueue(Ping, { n: 1 })).pipe(
+          Effect.provide(JobClient.layer)
+        )
+        assert.strictEqual(yield* listeners, 0)
+        const store = yield* JobStore
+        const wakeups = yield* store.subscribeWakeups
+        assert.strictEqual(yield* listeners, 1)
+        // A second subscriber shares the one listening connection, and hears of inserts.
+        yield* store.subscribeCancellations
+        yield* store.insert([insertOf("pings")])
+        const heard = yield* Stream.runCollect(Stream.take(Stream.filter(wakeups, (queue) => queue !== "*"), 1))
+        assert.deepStrictEqual(Chunk.toReadonlyArray(heard), ["pings"])
+        assert.strictEqual(yield* listeners, 1)
+      }).pipe(Effect.scoped, Effect.provide(pgStoreLayer(schema))))
 })

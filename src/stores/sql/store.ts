@@ -119,9 +119,13 @@ export const makeSqlStore = (dialect: Dialect) =>
       Effect.forEach(new Set(queues), (queue) => PubSub.publish(wakeups, queue), { discard: true })
 
     // Other processes' news (PostgreSQL): new work, cancellations, and after a reconnection a
-    // wake-up for every queue, since anything sent while disconnected was lost.
-    if (dialect.signals !== undefined) {
-      const connected = yield* Deferred.make<void>()
+    // wake-up for every queue, since anything sent while disconnected was lost. Listened to from
+    // the first subscription on (a worker's), in the store's own scope: a process that only
+    // enqueues (an API) holds no listening connection and reads no notification of its own inserts.
+    const storeScope = yield* Effect.scope
+    const connected = yield* Deferred.make<void>()
+    const startListening = yield* Effect.cached(Effect.uninterruptible(Effect.gen(function*() {
+      if (dialect.signals === undefined) return yield* Deferred.succeed(connected, undefined)
       yield* dialect.signals.pipe(
         Stream.runForEach((signal) => {
           switch (signal._tag) {
@@ -135,11 +139,27 @@ export const makeSqlStore = (dialect: Dialect) =>
         }),
         Effect.catchAllCause((cause) => Effect.logWarning("store signals stopped; workers fall back to polling", cause)),
         Effect.annotateLogs({ module: "JobStore" }),
-        Effect.forkScoped
+        // Forked from an uninterruptible region: the fibers themselves must stay interruptible,
+        // or closing the store's scope would wait for them forever.
+        Effect.interruptible,
+        Effect.forkIn(storeScope)
       )
-      const ready = yield* Deferred.await(connected).pipe(Effect.timeout(Duration.seconds(5)), Effect.option)
-      if (Option.isNone(ready)) yield* Effect.logWarning("not listening for notifications yet; polling meanwhile")
-    }
+      yield* Deferred.await(connected).pipe(
+        Effect.timeout(Duration.seconds(5)),
+        Effect.catchAll(() => Effect.logWarning("not listening for notifications yet; polling meanwhile")),
+        Effect.annotateLogs({ module: "JobStore" }),
+        Effect.interruptible,
+        Effect.forkIn(storeScope)
+      )
+    })))
+    /** A subscription to one of the signals' topics; the first one starts listening, and waits a while for it. */
+    const subscribe = <A>(topic: PubSub.PubSub<A>) =>
+      Effect.flatMap(PubSub.subscribe(topic), (queue) =>
+        startListening.pipe(
+          Effect.zipRight(Effect.timeout(Deferred.await(connected), Duration.seconds(5))),
+          Effect.ignore,
+          Effect.as(Stream.fromQueue(queue))
+        ))
 
     /**
      * One job for a worker of this process: inserted claimed and handed over, in one round trip
@@ -364,8 +384,8 @@ export const makeSqlStore = (dialect: Dialect) =>
         "cronLastTicks",
         Effect.map(dialect.cronLastTicks, (rows) => rows.map((row) => ({ schedule: row.schedule, tick: Number(row.tick) })))
       ),
-      subscribeWakeups: Effect.map(PubSub.subscribe(wakeups), (queue) => Stream.fromQueue(queue)),
-      subscribeCancellations: Effect.map(PubSub.subscribe(cancellations), (queue) => Stream.fromQueue(queue)),
+      subscribeWakeups: subscribe(wakeups),
+      subscribeCancellations: subscribe(cancellations),
       registerLocalWorker: localWorkers.register
     }
     return store
