@@ -10,7 +10,11 @@ import { Deferred, Effect, Either, Queue, Schedule } from "effect"
 import type { StoreError } from "../Errors.js"
 import type { JobStoreShape, Settlement } from "../JobStore.js"
 
-const maxBatch = 500
+/**
+ * Settlements per store call. Large enough that a busy worker's settlements never queue up
+ * behind the batch in flight: at 500, some 2,000 waited at the end of a fast drain, measured.
+ */
+const maxBatch = 2000
 const wasApplied: Either.Either<boolean, StoreError> = Either.right(true)
 const wasStale: Either.Either<boolean, StoreError> = Either.right(false)
 
