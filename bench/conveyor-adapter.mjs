@@ -24,7 +24,8 @@ export const makeAdapter = (store) => {
   const profiles = {
     default: {
       description: 'Worker defaults: prefetch = concurrency, poll 50 ms doubling to 1 s, ' +
-        (store === 'pg' ? 'LISTEN/NOTIFY wake-ups' : 'in-process wake-ups') + ', batched settlements',
+        (store === 'pg' ? 'LISTEN/NOTIFY wake-ups' : 'in-process wake-ups, the connection in a worker thread') +
+        ', batched settlements',
       options: {}
     },
     tuned: {
@@ -35,7 +36,7 @@ export const makeAdapter = (store) => {
 
   return {
     name: `conveyor-${store}`,
-    packages: ['effect', '@effect/sql', store === 'pg' ? '@effect/sql-pg' : '@effect/sql-sqlite-node'],
+    packages: ['effect', '@effect/sql', ...(store === 'pg' ? ['@effect/sql-pg'] : ['@effect/sql-sqlite-node', 'better-sqlite3'])],
     profiles,
     async setup (ctx) {
       let storeLayer

@@ -2,7 +2,7 @@
  * The per-job context: who this job is and why it runs. Provided to every handler and to the
  * job-scoped layers, fresh for each attempt, before anything of the job runs.
  */
-import { Context, DateTime, Option } from "effect"
+import { Context, DateTime, Option, type Types } from "effect"
 import type { JobRecord, Trigger } from "./JobStore.js"
 import { cronEntryOf } from "./internal/cron.js"
 
@@ -33,6 +33,9 @@ export interface JobContextShape {
   readonly workerId: string
 }
 
+// The plain fields, declared once (on the shape) and set by the constructor; handlers see them
+// read-only through `JobContextShape`.
+interface AttemptContext extends Types.Mutable<Omit<JobContextShape, "tenantId" | "enqueuedAt" | "scheduledAt" | "cron">> {}
 /**
  * The context of one attempt of a stored job. Built for every attempt, so the fields that take
  * work to make (dates, options, the cron entry) are made when first read: most handlers read one
@@ -40,14 +43,6 @@ export interface JobContextShape {
  * the prototype instead of being made again for every job.
  */
 class AttemptContext implements JobContextShape {
-  readonly id: string
-  readonly name: string
-  readonly queue: string
-  readonly attempt: number
-  readonly maxAttempts: number
-  readonly trigger: Trigger
-  readonly metadata: Readonly<Record<string, unknown>>
-  readonly workerId: string
   readonly #job: JobRecord
   #tenantId: Option.Option<string> | undefined
   #enqueuedAt: DateTime.Utc | undefined
