@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Layer, Redacted, Schema, Stream } from "effect"
+import { Chunk, Effect, Exit, Layer, Redacted, Schedule, Schema, Scope, Stream } from "effect"
 import { Job, JobClient, JobStore } from "conveyor"
 import * as Pg from "conveyor/pg"
 import { insertOf, jobStoreSuite } from "./conformance/jobStoreSuite.js"
@@ -82,20 +82,29 @@ describe("notifications", () => {
       (rows) => rows[0]!.n
     ))
 
-  it.live("are listened to only once someone subscribes (a worker), not by a process that only enqueues", () =>
-      Effect.gen(function*() {
-        yield* Effect.flatMap(JobClient, (client) => client.enqueue(Ping, { n: 1 })).pipe(
-          Effect.provide(JobClient.layer)
-        )
-        assert.strictEqual(yield* listeners, 0)
-        const store = yield* JobStore
-        const wakeups = yield* store.subscribeWakeups
-        assert.strictEqual(yield* listeners, 1)
-        // A second subscriber shares the one listening connection, and hears of inserts.
-        yield* store.subscribeCancellations
-        yield* store.insert([insertOf("pings")])
-        const heard = yield* Stream.runCollect(Stream.take(Stream.filter(wakeups, (queue) => queue !== "*"), 1))
-        assert.deepStrictEqual(Chunk.toReadonlyArray(heard), ["pings"])
-        assert.strictEqual(yield* listeners, 1)
-      }).pipe(Effect.scoped, Effect.provide(pgStoreLayer(schema))))
+  it.live("are listened to while someone subscribes (a worker), not by a process that only enqueues", () =>
+    Effect.gen(function*() {
+      yield* Effect.flatMap(JobClient, (client) => client.enqueue(Ping, { n: 1 })).pipe(
+        Effect.provide(JobClient.layer)
+      )
+      assert.strictEqual(yield* listeners, 0)
+      const store = yield* JobStore
+      const subscriptions = yield* Scope.make()
+      const wakeups = yield* Scope.extend(store.subscribeWakeups, subscriptions)
+      assert.strictEqual(yield* listeners, 1)
+      // A second subscriber shares the one listening connection, and hears of inserts.
+      yield* Scope.extend(store.subscribeCancellations, subscriptions)
+      yield* store.insert([insertOf("pings")])
+      const heard = yield* Stream.runCollect(Stream.take(Stream.filter(wakeups, (queue) => queue !== "*"), 1))
+      assert.deepStrictEqual(Chunk.toReadonlyArray(heard), ["pings"])
+      assert.strictEqual(yield* listeners, 1)
+      // Once the last subscriber is gone (the worker stopped), so is the listening connection.
+      yield* Scope.close(subscriptions, Exit.void)
+      // (The server ends the closed connection's session shortly after.)
+      const after = yield* listeners.pipe(Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (n) => n === 0, times: 100 }))
+      assert.strictEqual(after, 0)
+      // And a new subscriber listens again.
+      yield* store.subscribeWakeups
+      assert.strictEqual(yield* listeners, 1)
+    }).pipe(Effect.scoped, Effect.provide(pgStoreLayer(schema))))
 })

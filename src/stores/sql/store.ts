@@ -4,7 +4,7 @@
  */
 import { TransactionConnection } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Deferred, Duration, Effect, Option, PubSub, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, Fiber, Option, PubSub, Stream } from "effect"
 import { StoreError } from "../../Errors.js"
 import type {
   AttemptError,
@@ -119,14 +119,17 @@ export const makeSqlStore = (dialect: Dialect) =>
       Effect.forEach(new Set(queues), (queue) => PubSub.publish(wakeups, queue), { discard: true })
 
     // Other processes' news (PostgreSQL): new work, cancellations, and after a reconnection a
-    // wake-up for every queue, since anything sent while disconnected was lost. Listened to from
-    // the first subscription on (a worker's), in the store's own scope: a process that only
-    // enqueues (an API) holds no listening connection and reads no notification of its own inserts.
+    // wake-up for every queue, since anything sent while disconnected was lost. Listened to
+    // while someone subscribes (a worker), on a fiber of the store's scope: a process that only
+    // enqueues (an API, or one whose worker has stopped) holds no listening connection and reads
+    // no notification of its own inserts.
     const storeScope = yield* Effect.scope
-    const connected = yield* Deferred.make<void>()
-    const startListening = yield* Effect.cached(Effect.uninterruptible(Effect.gen(function*() {
-      if (dialect.signals === undefined) return yield* Deferred.succeed(connected, undefined)
-      yield* dialect.signals.pipe(
+    const listenerLock = yield* Effect.makeSemaphore(1)
+    let subscribers = 0
+    let listener: { readonly fiber: Fiber.RuntimeFiber<void>; readonly connected: Deferred.Deferred<void> } | undefined
+    const listen = Effect.gen(function*() {
+      const connected = yield* Deferred.make<void>()
+      const fiber = yield* dialect.signals!.pipe(
         Stream.runForEach((signal) => {
           switch (signal._tag) {
             case "Wakeup":
@@ -139,27 +142,44 @@ export const makeSqlStore = (dialect: Dialect) =>
         }),
         Effect.catchAllCause((cause) => Effect.logWarning("store signals stopped; workers fall back to polling", cause)),
         Effect.annotateLogs({ module: "JobStore" }),
-        // Forked from an uninterruptible region: the fibers themselves must stay interruptible,
-        // or closing the store's scope would wait for them forever.
+        // Started from an uninterruptible region: the fiber itself must stay interruptible.
         Effect.interruptible,
         Effect.forkIn(storeScope)
       )
-      yield* Deferred.await(connected).pipe(
-        Effect.timeout(Duration.seconds(5)),
-        Effect.catchAll(() => Effect.logWarning("not listening for notifications yet; polling meanwhile")),
-        Effect.annotateLogs({ module: "JobStore" }),
-        Effect.interruptible,
-        Effect.forkIn(storeScope)
-      )
-    })))
-    /** A subscription to one of the signals' topics; the first one starts listening, and waits a while for it. */
+      return { fiber, connected }
+    })
+    /** Counts the subscriber in; answers the connection to wait for when this one started listening. */
+    const subscribed = listenerLock.withPermits(1)(Effect.gen(function*() {
+      subscribers++
+      if (dialect.signals === undefined || listener !== undefined) return undefined
+      listener = yield* listen
+      return listener.connected
+    }))
+    const unsubscribed = listenerLock.withPermits(1)(Effect.suspend(() => {
+      subscribers--
+      if (subscribers > 0 || listener === undefined) return Effect.void
+      const { fiber } = listener
+      listener = undefined
+      return Fiber.interrupt(fiber)
+    }))
+    /**
+     * A subscription to one of the signals' topics for the caller's scope. The one that starts
+     * listening waits a while for the connection; the last one to end stops it.
+     */
     const subscribe = <A>(topic: PubSub.PubSub<A>) =>
-      Effect.flatMap(PubSub.subscribe(topic), (queue) =>
-        startListening.pipe(
-          Effect.zipRight(Effect.timeout(Deferred.await(connected), Duration.seconds(5))),
-          Effect.ignore,
-          Effect.as(Stream.fromQueue(queue))
-        ))
+      Effect.gen(function*() {
+        const queue = yield* PubSub.subscribe(topic)
+        const connected = yield* Effect.acquireRelease(subscribed, () => unsubscribed)
+        if (connected !== undefined) {
+          const ready = yield* Effect.option(Effect.timeout(Deferred.await(connected), Duration.seconds(5)))
+          if (Option.isNone(ready)) {
+            yield* Effect.logWarning("not listening for notifications yet; polling meanwhile").pipe(
+              Effect.annotateLogs({ module: "JobStore" })
+            )
+          }
+        }
+        return Stream.fromQueue(queue)
+      })
 
     /**
      * One job for a worker of this process: inserted claimed and handed over, in one round trip
