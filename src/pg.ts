@@ -15,7 +15,7 @@ import { makePool, PgPool } from "./stores/sql/pgPool.js"
 
 export interface PgStoreOptions extends SqlJobStore.SqlJobStoreOptions, JobClientOptions {
   readonly url: Redacted.Redacted
-  /** Connections in the pool (one more is used for LISTEN). Default 10. */
+  /** Connections in the pool (a process running a worker uses one more, for LISTEN). Default 10. */
   readonly maxConnections?: number
   readonly applicationName?: string
   /**

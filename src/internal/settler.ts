@@ -43,9 +43,9 @@ export const makeSettler = (store: JobStoreShape) =>
         Effect.either
       )
       const failed = Either.isLeft(results) ? Either.left(results.left) : undefined
+      const applied = Either.getOrElse(results, () => [])
       for (let i = 0; i < batch.length; i++) {
-        const onSettled = batch[i]![1]
-        yield* onSettled(failed ?? (Either.isRight(results) && results.right[i] === true ? wasApplied : wasStale))
+        yield* batch[i]![1](failed ?? (applied[i] === true ? wasApplied : wasStale))
       }
     })
     yield* Effect.forkScoped(Effect.forever(flush))

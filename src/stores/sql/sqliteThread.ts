@@ -182,18 +182,22 @@ export const make = (options: SqliteThreadOptions): Effect.Effect<SqliteClient.S
     ).pipe(Effect.onError(() => Effect.promise(() => worker.terminate())))
 
     const execute = "Failed to execute statement"
+    /** Rows as objects, through the client's row transform when it has one. */
+    const rows = (
+      op: typeof Op.rows | typeof Op.unprepared,
+      sql: string,
+      params: ReadonlyArray<unknown>,
+      transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+    ) => {
+      const answer = request(op, sql, params, execute) as Effect.Effect<ReadonlyArray<object>, SqlError>
+      return transformRows === undefined ? answer : Effect.map(answer, transformRows)
+    }
     const connection: Connection = {
-      execute: (sql, params, transformRows) => {
-        const rows = request(Op.rows, sql, params, execute) as Effect.Effect<ReadonlyArray<any>, SqlError>
-        return transformRows === undefined ? rows : Effect.map(rows, transformRows)
-      },
+      execute: (sql, params, transformRows) => rows(Op.rows, sql, params, transformRows),
       executeRaw: (sql, params) => request(Op.run, sql, params, execute),
       executeValues: (sql, params) =>
         request(Op.values, sql, params, execute) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>,
-      executeUnprepared: (sql, params, transformRows) => {
-        const rows = request(Op.unprepared, sql, params ?? [], execute) as Effect.Effect<ReadonlyArray<any>, SqlError>
-        return transformRows === undefined ? rows : Effect.map(rows, transformRows)
-      },
+      executeUnprepared: (sql, params, transformRows) => rows(Op.unprepared, sql, params ?? [], transformRows),
       executeStream: () => Effect.dieMessage("executeStream is not implemented for SQLite") as never
     }
 
