@@ -1,5 +1,6 @@
 // A drain without the harness, for profiling the worker: `node bench/drain.mjs [memory|sqlite|pg] [n] [prefetch] [async]`
-// (`async`: the handler awaits a promise, as the peer harness's handler does)
+// (`async`: the handler awaits a promise, as the peer harness's handler does;
+// `RETENTION_COMPLETED="0 millis"` deletes jobs as they complete, as the tuned bench profile does)
 // (after `npm run build`). `PROFILE=file.cpuprofile` writes a CPU profile of the last round's
 // drain alone (without the enqueues before it).
 import { Session } from 'node:inspector/promises'
@@ -40,7 +41,8 @@ for (let round = 0; round < 3; round++) {
   let seen = 0
   let resolve
   const done = new Promise((r) => { resolve = r })
-  const count = () => { if (++seen === n) resolve() }
+  let first = 0
+  const count = () => { if (seen === 0) first = performance.now(); if (++seen === n) resolve() }
   const handler = BenchJob.handler(() => mode === 'async' ? Effect.promise(async () => count()) : Effect.sync(count))
   if (profiling(round)) {
     profiler.connect()
@@ -51,7 +53,8 @@ for (let round = 0; round < 3; round++) {
   const cpuStart = process.cpuUsage()
   const machineStart = machineBusyMs()
   const scope = await run(Scope.make())
-  await run(Layer.buildWithScope(Worker.layer({ handlers: [handler], concurrency: 16, prefetch: Number(prefetchArg) }), scope))
+  const retention = process.env.RETENTION_COMPLETED === undefined ? undefined : { completed: process.env.RETENTION_COMPLETED }
+  await run(Layer.buildWithScope(Worker.layer({ handlers: [handler], concurrency: 16, prefetch: Number(prefetchArg), ...(retention && { retention }) }), scope))
   await done
   const handlersDone = performance.now()
   // Wait until the store has every settlement.
@@ -69,7 +72,7 @@ for (let round = 0; round < 3; round++) {
     profiler.disconnect()
   }
   await run(Scope.close(scope, Exit.void))
-  console.log(`${storeName} round ${round}: ${n} jobs in ${elapsed.toFixed(0)} ms = ${(n / elapsed * 1000).toFixed(0)} jobs/s (handlers done at ${(handlersDone - started).toFixed(0)} ms; ${((cpu.user + cpu.system) / n).toFixed(1)} µs CPU per job; rest of the machine ${((machineMs * 1000 - cpu.user - cpu.system) / n).toFixed(1)} µs per job)`)
+  console.log(`${storeName} round ${round}: ${n} jobs in ${elapsed.toFixed(0)} ms = ${(n / elapsed * 1000).toFixed(0)} jobs/s (first handler at ${(first - started).toFixed(1)} ms, handlers done at ${(handlersDone - started).toFixed(0)} ms; ${((cpu.user + cpu.system) / n).toFixed(1)} µs CPU per job; rest of the machine ${((machineMs * 1000 - cpu.user - cpu.system) / n).toFixed(1)} µs per job)`)
   await run(Effect.flatMap(JobStore, (s) => s.prune({ finishedBefore: { completed: Date.now() + 1000 }, limit: 1e9 })))
 }
 await runtime.dispose()

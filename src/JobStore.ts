@@ -115,8 +115,11 @@ export interface Lease {
  * fencing token; otherwise the settlement is stale and rejected.
  */
 export type Settlement = Data.TaggedEnum<{
-  /** → completed */
-  Complete: { readonly id: string; readonly token: number; readonly result: string | null }
+  /**
+   * → completed; or, with `keep: false` (a worker that keeps completed jobs for no time), deleted
+   * at once: one write instead of a completed row now and a prune later.
+   */
+  Complete: { readonly id: string; readonly token: number; readonly result: string | null; readonly keep?: boolean }
   /** → retryable, claimable again at `runAt` */
   Retry: { readonly id: string; readonly token: number; readonly runAt: number; readonly error: AttemptError }
   /** → discarded, for good */

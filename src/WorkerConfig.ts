@@ -31,6 +31,8 @@ export interface WorkerSettings {
   /**
    * How long finished jobs are kept before the pruner deletes them, per final state.
    * Default: completed and cancelled 1 day, discarded 7 days. `Duration.infinity` keeps them.
+   * A completed retention of zero deletes each job as it completes, in the same write: the
+   * fastest setting, for systems that keep no history of successful jobs.
    */
   readonly retention: {
     readonly completed: Duration.Duration
@@ -135,6 +137,11 @@ export const config: Config.Config<WorkerSettings> = Config.all({
   heartbeatInterval: Config.duration("CONVEYOR_HEARTBEAT_INTERVAL").pipe(Config.withDefault(defaults.heartbeatInterval)),
   shutdownGrace: Config.duration("CONVEYOR_SHUTDOWN_GRACE").pipe(Config.withDefault(defaults.shutdownGrace)),
   workerId: Config.string("CONVEYOR_WORKER_ID").pipe(Config.option),
+  retention: Config.all({
+    completed: Config.duration("CONVEYOR_RETENTION_COMPLETED").pipe(Config.withDefault(defaults.retention.completed)),
+    cancelled: Config.duration("CONVEYOR_RETENTION_CANCELLED").pipe(Config.withDefault(defaults.retention.cancelled)),
+    discarded: Config.duration("CONVEYOR_RETENTION_DISCARDED").pipe(Config.withDefault(defaults.retention.discarded))
+  }),
   producerSpan: Config.literal("link", "parent")("CONVEYOR_PRODUCER_SPAN").pipe(
     Config.withDefault(defaults.producerSpan),
     Config.withDescription("whether a job's process span links to its send span or is its child")

@@ -445,6 +445,28 @@ describe("Worker", () => {
       expect(yield* store.get(id)).toEqual(Option.none())
     }).pipe(Effect.provide(Testing.layer)))
 
+  it.scoped("deletes each job as it completes when completed jobs are kept for no time; failures stay", () =>
+    Effect.gen(function*() {
+      const Quick = Job.make({ name: "quick", payload: Schema.Struct({ fail: Schema.Boolean }), error: Boom, maxAttempts: 1 })
+      const worker = yield* start(Worker.layer({
+        handlers: [Quick.handler(({ fail }) => fail ? Effect.fail(new Boom({ reason: "no" })) : Effect.void)],
+        retention: { completed: 0 },
+        // No pruner during the test: what is gone was deleted by its settlement.
+        pruneInterval: "1 day"
+      }))
+      const done = yield* finishedJobs(worker, 2)
+      const client = yield* JobClient
+      const ok = yield* client.enqueue(Quick, { fail: false })
+      const failed = yield* client.enqueue(Quick, { fail: true })
+      const finished = yield* done
+      expect(finished.map((event) => [event.job.id, event.outcome, event.applied])).toEqual(
+        expect.arrayContaining([[ok, "Complete", true], [failed, "Discard", true]])
+      )
+      const store = yield* JobStore
+      expect(yield* store.get(ok)).toEqual(Option.none())
+      expect(Option.map(yield* store.get(failed), (job) => job.state)).toEqual(Option.some("discarded"))
+    }).pipe(Effect.provide(Testing.layer)))
+
   it.scoped("lets a process service be swapped for a test layer", () =>
     Effect.gen(function*() {
       class Mailer extends Context.Tag("Mailer")<Mailer, { readonly send: (to: string) => Effect.Effect<void> }>() {}

@@ -103,9 +103,15 @@ const encodeResult = (job: AnyJob | undefined, value: unknown): string | null =>
   return Option.isSome(encoded) && encoded.value !== undefined ? JSON.stringify(encoded.value) : null
 }
 
-/** The settlement of an attempt that succeeded with `value`. */
-export const completion = (record: JobRecord, job: AnyJob | undefined, value: unknown): Settlement =>
-  Settlement.Complete({ id: record.id, token: record.leaseToken, result: encodeResult(job, value) })
+/**
+ * The settlement of an attempt that succeeded with `value`. `keep: false` (completed jobs are
+ * kept for no time) deletes the job at once, and its result, which no one could read, is not
+ * encoded.
+ */
+export const completion = (record: JobRecord, job: AnyJob | undefined, value: unknown, keep = true): Settlement =>
+  keep
+    ? Settlement.Complete({ id: record.id, token: record.leaseToken, result: encodeResult(job, value) })
+    : Settlement.Complete({ id: record.id, token: record.leaseToken, result: null, keep: false })
 
 /**
  * The settlement for an attempt that did not succeed, or none when the lease was lost (another

@@ -139,6 +139,8 @@ export const makeWorker = (
       Queue.unsafeOffer(events, event)
     }
     const settler = yield* makeSettler(store)
+    // A retention of zero deletes a completed job with its settlement, instead of a pruner later.
+    const keepCompleted = !Duration.isZero(settings.retention.completed)
     const held = new Map<string, Held>()
     const slotFreed = yield* Queue.sliding<void>(1)
     const workAvailable = yield* Queue.sliding<void>(1)
@@ -391,7 +393,7 @@ export const makeWorker = (
                 return retire ? Effect.succeed(true) : continueRunning
               }
               return Exit.isSuccess(exit)
-                ? settle(completion(record, handler?.job, exit.value))
+                ? settle(completion(record, handler?.job, exit.value, keepCompleted))
                 : Effect.flatMap(failureSettlement(record, handler?.job, exit.cause, entry.stop), settle)
             })
           ))

@@ -151,6 +151,7 @@ export const makeMemoryStore = Effect.gen(function*() {
       case "Complete":
         row.result = settlement.result
         finish(row, "completed", at)
+        if (settlement.keep === false) rows.delete(row.id)
         break
       case "Discard":
         row.errors.push(settlement.error)

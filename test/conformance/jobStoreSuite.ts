@@ -142,6 +142,36 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
           expect(yield* store.settle([Settlement.Complete({ ...leaseOf(job!), result: null })])).toEqual([false])
         }))
 
+      it.effect("completes with keep: false by deleting the job, fenced like any settlement; frees its unique key", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("complete-delete")
+          const key = `${queue}:once`
+          const [kept, dropped, stale] = yield* store.insert([
+            insertOf(queue),
+            insertOf(queue, { uniqueKey: key }),
+            insertOf(queue)
+          ])
+          const claimed = yield* claimAll(store, queue)
+          const byId = new Map(claimed.map((job) => [job.id, job]))
+          const staleLease = { ...leaseOf(byId.get(stale!.id)!), token: byId.get(stale!.id)!.leaseToken + 1 }
+          expect(yield* store.settle([
+            Settlement.Complete({ ...leaseOf(byId.get(kept!.id)!), result: "1" }),
+            Settlement.Complete({ ...leaseOf(byId.get(dropped!.id)!), result: "2", keep: false }),
+            Settlement.Complete({ ...staleLease, result: null, keep: false })
+          ])).toEqual([true, true, false])
+          expect((yield* get(store, kept!.id)).state).toBe("completed")
+          expect(yield* store.get(dropped!.id)).toEqual(Option.none())
+          // A stale lease deletes nothing: the job still runs under its current claim.
+          expect((yield* get(store, stale!.id)).state).toBe("running")
+          expect(yield* store.settle([Settlement.Complete({ ...leaseOf(byId.get(dropped!.id)!), result: null, keep: false })]))
+            .toEqual([false])
+          const counts = (yield* store.counts).filter((c) => c.queue === queue)
+          expect(counts.reduce((n, c) => n + c.count, 0)).toBe(2)
+          const [again] = yield* store.insert([insertOf(queue, { uniqueKey: key })])
+          expect(again!.inserted).toBe(true)
+        }))
+
       it.effect("a worker that lost its lease cannot settle, nor extend it", () =>
         Effect.gen(function*() {
           const store = yield* setup

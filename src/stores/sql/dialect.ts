@@ -8,7 +8,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import type { Effect, Scope, Stream } from "effect"
 import type { ClaimStamp } from "../../internal/localWorkers.js"
-import type { AttemptError, JobFilter } from "../../JobStore.js"
+import type { AttemptError, JobFilter, Lease } from "../../JobStore.js"
 
 export interface JobRow {
   readonly id: number | string | bigint
@@ -146,6 +146,8 @@ export interface Dialect {
   readonly nextRunAt: (queues: ReadonlyArray<string>, now: number) => Effect.Effect<number | null, SqlError>
   /** Complete attempts; answers `[id, lease_token]` of the ones whose lease still held. */
   readonly complete: (rows: ReadonlyArray<CompleteRow>, now: number) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+  /** Completes by deleting the jobs (`keep: false`); answers `[id, lease_token]` of each deleted. */
+  readonly completeAndDelete: (leases: ReadonlyArray<Lease>) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   readonly settle: (rows: ReadonlyArray<SettleRow>, now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly lease_token: number; readonly queue: string; readonly state: string }>, SqlError>
   readonly heartbeat: (leases: ReadonlyArray<{ readonly id: string; readonly token: number }>, leaseExpiresAt: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly lease_token: number; readonly cancel_requested: boolean | number }>, SqlError>
   readonly rescue: (now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly state: string }>, SqlError>

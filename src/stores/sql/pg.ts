@@ -193,6 +193,11 @@ export const makePgDialect = (schema: string) =>
       WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}
       RETURNING j.id::text, j.lease_token`)
 
+    const completeAndDeleteSql = prepared(`
+      DELETE FROM ${jobs} AS j USING json_to_recordset($1::json) AS u(id bigint, token int)
+      WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}
+      RETURNING j.id::text, j.lease_token`)
+
     const settleSql = prepared(`
       UPDATE ${jobs} AS j SET
         state = u.state,
@@ -305,6 +310,7 @@ export const makePgDialect = (schema: string) =>
           (rows) => rows[0]?.next == null ? null : Number(rows[0].next)
         ),
       complete: (rows, now) => sql.unsafe(completeSql, [JSON.stringify(rows), now]).values,
+      completeAndDelete: (leases) => sql.unsafe(completeAndDeleteSql, [JSON.stringify(leases)]).values,
       settle: (rows, now) => q(settleSql, [JSON.stringify(rows), now]),
       heartbeat: (leases, leaseExpiresAt) => q(heartbeatSql, [JSON.stringify(leases), leaseExpiresAt]),
       rescue: (now) => q(rescueSql, [now]),

@@ -145,6 +145,12 @@ export const makeSqliteDialect = (prefix: string) =>
       WHERE ${jobs}.id = u.id AND ${jobs}.lease_token = u.token AND ${jobs}.state = 'running'
       RETURNING CAST(${jobs}.id AS TEXT), ${jobs}.lease_token`
 
+    const completeAndDeleteSql = `
+      DELETE FROM ${jobs} WHERE id IN (
+        SELECT j.id FROM json_each(?) AS u JOIN ${jobs} AS j ON j.id = u.value ->> 0 AND j.lease_token = u.value ->> 1
+        WHERE j.state = 'running')
+      RETURNING CAST(id AS TEXT), lease_token`
+
     const settleSql = `
       UPDATE ${jobs} SET
         state = u.state,
@@ -231,6 +237,8 @@ export const makeSqliteDialect = (prefix: string) =>
         ),
       complete: (rows, now) =>
         values(completeSql, [now, JSON.stringify(rows.map((row) => [Number(row.id), row.token, row.result]))]),
+      completeAndDelete: (leases) =>
+        values(completeAndDeleteSql, [JSON.stringify(leases.map((lease) => [Number(lease.id), lease.token]))]),
       settle: (rows, now) => q(settleSql, [now, JSON.stringify(rows)]),
       heartbeat: (leases, leaseExpiresAt) => q(heartbeatSql, [leaseExpiresAt, JSON.stringify(leases)]),
       rescue: (now) => q(rescueSql, [now, now, now, now]),

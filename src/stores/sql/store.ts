@@ -14,6 +14,7 @@ import type {
   JobRecord,
   JobState,
   JobStoreShape,
+  Lease,
   Settlement,
   Trigger
 } from "../../JobStore.js"
@@ -295,14 +296,19 @@ export const makeSqlStore = (dialect: Dialect) =>
           if (settlements.length === 0) return []
           const now = yield* Clock.currentTimeMillis
           const completes: Array<CompleteRow> = []
+          const deletes: Array<Lease> = []
           const others: Array<SettleRow> = []
           for (const s of settlements) {
-            if (s._tag === "Complete") completes.push({ id: s.id, token: s.token, result: s.result })
-            else others.push(settleRow(s, now))
+            if (s._tag !== "Complete") others.push(settleRow(s, now))
+            else if (s.keep === false) deletes.push({ id: s.id, token: s.token })
+            else completes.push({ id: s.id, token: s.token, result: s.result })
           }
           const ids = new Set<string>()
           if (completes.length > 0) {
             for (const row of yield* dialect.complete(completes, now)) ids.add(`${row[0]}:${row[1]}`)
+          }
+          if (deletes.length > 0) {
+            for (const row of yield* dialect.completeAndDelete(deletes)) ids.add(`${row[0]}:${row[1]}`)
           }
           const applied = others.length > 0 ? yield* dialect.settle(others, now) : []
           for (const row of applied) ids.add(`${row.id}:${row.lease_token}`)
