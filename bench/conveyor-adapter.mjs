@@ -29,9 +29,9 @@ export const makeAdapter = (store) => {
       options: {}
     },
     tuned: {
-      description: 'prefetch 1000 (larger claim batches), completed jobs deleted as they complete ' +
+      description: 'prefetch 3000 (larger claim batches), completed jobs deleted as they complete ' +
         '(retention.completed 0, as graphile-worker does); otherwise defaults',
-      options: { prefetch: 1000, retention: { completed: 0 } }
+      options: { prefetch: 3000, retention: { completed: 0 } }
     }
   }
 

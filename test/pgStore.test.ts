@@ -91,6 +91,8 @@ describe("notifications", () => {
       const store = yield* JobStore
       const subscriptions = yield* Scope.make()
       const wakeups = yield* Scope.extend(store.subscribeWakeups, subscriptions)
+      // Subscribing does not wait for the connection; once listening, the store wakes every queue.
+      yield* Stream.runDrain(Stream.take(Stream.filter(wakeups, (queue) => queue === "*"), 1))
       assert.strictEqual(yield* listeners, 1)
       // A second subscriber shares the one listening connection, and hears of inserts.
       yield* Scope.extend(store.subscribeCancellations, subscriptions)
@@ -104,7 +106,8 @@ describe("notifications", () => {
       const after = yield* listeners.pipe(Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (n) => n === 0, times: 100 }))
       assert.strictEqual(after, 0)
       // And a new subscriber listens again.
-      yield* store.subscribeWakeups
+      const again = yield* store.subscribeWakeups
+      yield* Stream.runDrain(Stream.take(Stream.filter(again, (queue) => queue === "*"), 1))
       assert.strictEqual(yield* listeners, 1)
     }).pipe(Effect.scoped, Effect.provide(pgStoreLayer(schema))))
 })

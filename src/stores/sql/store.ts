@@ -164,20 +164,24 @@ export const makeSqlStore = (dialect: Dialect) =>
       return Fiber.interrupt(fiber)
     }))
     /**
-     * A subscription to one of the signals' topics for the caller's scope. The one that starts
-     * listening waits a while for the connection; the last one to end stops it.
+     * A subscription to one of the signals' topics for the caller's scope; the last one to end
+     * stops listening. It does not wait for the listening connection: once connected, the
+     * listener wakes every queue, and that covers whatever was enqueued before. A connection
+     * slow to come is reported.
      */
     const subscribe = <A>(topic: PubSub.PubSub<A>) =>
       Effect.gen(function*() {
         const queue = yield* PubSub.subscribe(topic)
         const connected = yield* Effect.acquireRelease(subscribed, () => unsubscribed)
         if (connected !== undefined) {
-          const ready = yield* Effect.option(Effect.timeout(Deferred.await(connected), Duration.seconds(5)))
-          if (Option.isNone(ready)) {
-            yield* Effect.logWarning("not listening for notifications yet; polling meanwhile").pipe(
-              Effect.annotateLogs({ module: "JobStore" })
-            )
-          }
+          yield* Deferred.await(connected).pipe(
+            Effect.timeout(Duration.seconds(5)),
+            Effect.catchTag("TimeoutException", () =>
+              Effect.logWarning("not listening for notifications yet; polling meanwhile").pipe(
+                Effect.annotateLogs({ module: "JobStore" })
+              )),
+            Effect.forkScoped
+          )
         }
         return Stream.fromQueue(queue)
       })
