@@ -445,6 +445,41 @@ describe("Worker", () => {
       expect(yield* store.get(id)).toEqual(Option.none())
     }).pipe(Effect.provide(Testing.layer)))
 
+  it.scoped("claims a small first batch, doubles while claims come back full, and asks for little once the queue runs dry", () =>
+    Effect.gen(function*() {
+      const asked: Array<number> = []
+      const found: Array<number> = []
+      const countingStore = Layer.effect(
+        JobStore,
+        Effect.map(JobStore, (store) => ({
+          ...store,
+          claim: (request) => {
+            asked.push(request.queues.reduce((sum, slot) => sum + slot.limit, 0))
+            return Effect.tap(store.claim(request), (result) => Effect.sync(() => found.push(result.jobs.length)))
+          }
+        }))
+      ).pipe(Layer.provide(JobStore.layerMemory))
+      const Noop = Job.make({ name: "noop", payload: Schema.Struct({ i: Schema.Number }) })
+      const run = Effect.gen(function*() {
+        const client = yield* JobClient
+        yield* client.enqueueMany(Noop, Array.from({ length: 200 }, (_, i) => ({ payload: { i } })))
+        const worker = yield* start(Worker.layer({ handlers: [Noop.handler(() => Effect.void)], concurrency: 2, prefetch: 98 }))
+        yield* yield* finishedJobs(worker, 200)
+        const more = yield* finishedJobs(worker, 3)
+        yield* client.enqueueMany(Noop, Array.from({ length: 3 }, (_, i) => ({ payload: { i } })))
+        yield* more
+      })
+      yield* run.pipe(Effect.provide(JobClient.layer.pipe(Layer.provideMerge(countingStore))))
+      // Capacity is 100 (concurrency 2 + prefetch 98): 4, 8, 16, 32, 64 while full, never above what is free.
+      expect(asked.slice(0, 5)).toEqual([4, 8, 16, 32, 64])
+      expect(found.slice(0, 5)).toEqual([4, 8, 16, 32, 64])
+      expect(Math.max(...asked)).toBeLessThanOrEqual(100)
+      // Once the queue ran dry (claims found nothing), the claim that found the 3 new jobs asked for 4.
+      const late = found.lastIndexOf(3)
+      expect(late).toBeGreaterThan(4)
+      expect(asked[late]).toBe(4)
+    }))
+
   it.scoped("deletes each job as it completes when completed jobs are kept for no time; failures stay", () =>
     Effect.gen(function*() {
       const Quick = Job.make({ name: "quick", payload: Schema.Struct({ fail: Schema.Boolean }), error: Boom, maxAttempts: 1 })
