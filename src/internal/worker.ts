@@ -16,8 +16,10 @@ import {
   Duration,
   Effect,
   Either,
+  Equal,
   Exit,
   Fiber,
+  type FiberId,
   FiberRef,
   FiberRefs,
   HashMap,
@@ -68,11 +70,47 @@ const resetFiberRefs = (fiber: Fiber.RuntimeFiber<unknown, unknown>, fiberRefs: 
 
 /** A runner's FiberRefs between jobs, and the two of them a job adds to. */
 interface Baseline {
+  readonly runnerId: FiberId.Single
   readonly fiberRefs: FiberRefs.FiberRefs
   readonly context: Context.Context<never>
   readonly annotations: HashMap.HashMap<string, unknown>
+  /** What lies under the runner's own value in each of the two refs' stacks. */
+  readonly contextBelow: ReadonlyArray<readonly [FiberId.Single, unknown]>
+  readonly annotationsBelow: ReadonlyArray<readonly [FiberId.Single, unknown]>
   /** The runner's annotations plus those that jobs of one kind share, by kind (see `jobAnnotations`). */
   readonly kinds: Map<string, HashMap.HashMap<string, unknown>>
+}
+
+const makeBaseline = (runnerId: FiberId.Single, fiberRefs: FiberRefs.FiberRefs): Baseline => {
+  const below = (ref: FiberRef.FiberRef<unknown>) => {
+    const stack = fiberRefs.locals.get(ref) ?? []
+    return stack.length > 0 && Equal.equals(stack[0]![0], runnerId) ? stack.slice(1) : stack
+  }
+  return {
+    runnerId,
+    fiberRefs,
+    context: FiberRefs.getOrDefault(fiberRefs, FiberRef.currentContext),
+    annotations: FiberRefs.getOrDefault(fiberRefs, FiberRef.currentLogAnnotations),
+    contextBelow: below(FiberRef.currentContext as FiberRef.FiberRef<unknown>),
+    annotationsBelow: below(FiberRef.currentLogAnnotations as FiberRef.FiberRef<unknown>),
+    kinds: new Map()
+  }
+}
+
+/**
+ * The runner's FiberRefs with a job's context and log annotations as the runner's own values:
+ * what `FiberRefs.updateManyAs` makes, built directly, as that first compares each new value
+ * with the old one by `Equal` (hashing a whole annotation map), a cost per job with no use here.
+ */
+const jobFiberRefs = (
+  baseline: Baseline,
+  context: Context.Context<never>,
+  annotations: HashMap.HashMap<string, unknown>
+): FiberRefs.FiberRefs => {
+  const locals = new Map(baseline.fiberRefs.locals)
+  locals.set(FiberRef.currentContext, [[baseline.runnerId, context], ...baseline.contextBelow])
+  locals.set(FiberRef.currentLogAnnotations, [[baseline.runnerId, annotations], ...baseline.annotationsBelow])
+  return FiberRefs.unsafeMake(locals)
 }
 
 /** A queue's claimed jobs waiting for a runner, and how many of its jobs run now. */
@@ -348,15 +386,9 @@ export const makeWorker = (
         const install: InstallServices = (services) =>
           Effect.withFiberRuntime((fiber) => {
             if (fiber === runner) {
-              const id = runner.id()
               return resetFiberRefs(
                 runner,
-                FiberRefs.updateManyAs(baseline.fiberRefs, {
-                  entries: [
-                    [FiberRef.currentContext, [[id, Context.merge(baseline.context, services)]]],
-                    [FiberRef.currentLogAnnotations, [[id, jobAnnotations(baseline, record)]]]
-                  ]
-                })
+                jobFiberRefs(baseline, Context.merge(baseline.context, services), jobAnnotations(baseline, record))
               )
             }
             // Under a timeout the attempt runs on a child fiber of the runner, which dies with it.
@@ -422,13 +454,7 @@ export const makeWorker = (
           Effect.flatMap(FiberRef.get(FiberRef.currentLogAnnotations), (annotations) =>
             FiberRef.set(FiberRef.currentLogAnnotations, annotations)),
           Effect.suspend(() => {
-            const fiberRefs = fiber.getFiberRefs()
-            return jobsFrom({
-              fiberRefs,
-              context: FiberRefs.getOrDefault(fiberRefs, FiberRef.currentContext),
-              annotations: FiberRefs.getOrDefault(fiberRefs, FiberRef.currentLogAnnotations),
-              kinds: new Map()
-            })
+            return jobsFrom(makeBaseline(fiber.id(), fiber.getFiberRefs()))
           })
         )
       })
