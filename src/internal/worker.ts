@@ -201,14 +201,18 @@ export const makeWorker = (
       lane.occupied++
       lane.buffer.push(entry)
     }
+    /** Wake the fetcher if it waits for room and now has it (not for every finished job: a wake-up costs more than the check). */
+    const roomFreed = () => {
+      if (wantsClaim()) Queue.unsafeOffer(slotFreed, undefined)
+    }
     const vacate = (entry: Held) => {
       entry.lane.occupied--
-      Queue.unsafeOffer(slotFreed, undefined)
+      roomFreed()
     }
     const unhold = (entry: Held) => {
       if (!held.delete(entry.record.id)) return
       if (entry.phase === "buffered") vacate(entry)
-      else Queue.unsafeOffer(slotFreed, undefined)
+      else roomFreed()
       if (draining && held.size === 0) Deferred.unsafeDone(allSettled, Exit.void)
     }
     const settleFailed = "could not settle job; its lease will expire and it will be rescued"
@@ -495,13 +499,16 @@ export const makeWorker = (
     const firstClaim = Math.min(capacity, 2 * concurrency)
     let claimBudget = firstClaim
     let rotation = 0
-    const freeSlots = () => {
+    /** Whether the worker has room for a claim: half its capacity free, or nothing buffered. */
+    function wantsClaim() {
       const occupied = total((lane) => lane.occupied)
-      const free = capacity - occupied
       // Jobs waiting for their settlement do not hold capacity, within reason: a store that
       // cannot write settlements must not let the worker claim ever more.
-      if (free < refillAt && occupied > total((lane) => lane.running) || held.size >= 2 * capacity) return []
-      let remaining = Math.min(free, claimBudget)
+      return !(capacity - occupied < refillAt && occupied > total((lane) => lane.running)) && held.size < 2 * capacity
+    }
+    const freeSlots = () => {
+      if (!wantsClaim()) return []
+      let remaining = Math.min(capacity - total((lane) => lane.occupied), claimBudget)
       const slots: Array<{ queue: string; limit: number }> = []
       const queues = [...queueLimits]
       rotation = (rotation + 1) % Math.max(1, queues.length)
