@@ -133,6 +133,30 @@ describe("Worker", () => {
       expect(defect.errors[0]!.message).toContain("defect")
     }).pipe(Effect.provide(Testing.layer)))
 
+  it.scoped("closes a job's scope with the job's annotations in place; a failing finalizer fails the attempt, not the runner", () =>
+    Effect.gen(function*() {
+      const Untimed = Job.make({ name: "untimed", payload: Schema.Struct({ n: Schema.Number }), maxAttempts: 1 })
+      const seen: Array<unknown> = []
+      const handler = Untimed.handler(({ n }) =>
+        Effect.addFinalizer(() =>
+          n === 1
+            ? Effect.die("finalizer broke")
+            : Effect.flatMap(FiberRef.get(FiberRef.currentLogAnnotations), (annotations) =>
+              Effect.sync(() => seen.push(Option.getOrUndefined(HashMap.get(annotations, "jobId")))))
+        ))
+      const worker = yield* start(Worker.layer({ handlers: [handler], concurrency: 1 }))
+      const done = yield* finishedJobs(worker, 3)
+      const client = yield* JobClient
+      const ids = yield* Effect.forEach([1, 2, 3], (n) => client.enqueue(Untimed, { n }))
+      const finished = yield* done
+      expect(finished.map((event) => [event.job.id, event.outcome])).toEqual([[ids[0], "Discard"], [ids[1], "Complete"], [ids[2], "Complete"]])
+      expect(seen).toEqual([ids[1], ids[2]])
+      const store = yield* JobStore
+      const broken = Option.getOrThrow(yield* store.get(ids[0]!))
+      expect(broken.errors[0]).toMatchObject({ kind: "defect" })
+      expect(broken.errors[0]!.message).toContain("finalizer broke")
+    }).pipe(Effect.provide(Testing.layer)))
+
   it.scoped("never shares a job-scoped instance between jobs, even concurrent ones", () =>
     Effect.gen(function*() {
       let built = 0

@@ -53,6 +53,10 @@ export type InstallServices = (services: Context.Context<JobContext | Scope.Scop
  * The attempt's program. Everything job-scoped (the job layer's services and the handler's
  * own resources) lives in one scope, closed on every kind of exit: what `Effect.scoped` does,
  * with the job's `JobContext` (and parent span, when traced) given in the same step.
+ *
+ * A worker's runner passes the scope and closes it itself once it has the attempt's exit
+ * (cheaper than a finalizer around every attempt); under a timeout the attempt still closes
+ * it, within the timeout, and the runner's close finds it closed.
  */
 export const runAttempt = (
   handler: JobHandler<unknown> | undefined,
@@ -60,7 +64,7 @@ export const runAttempt = (
   jobLayer: Layer.Layer<unknown, unknown, unknown>,
   context: typeof JobContext.Service,
   span: Tracer.AnySpan | undefined,
-  install?: InstallServices
+  runner?: { readonly install: InstallServices; readonly scope: Scope.CloseableScope }
 ): Effect.Effect<unknown, unknown, unknown> => {
   if (handler === undefined) return Effect.fail(new UnknownJob({ name: record.name }))
   const job = handler.job
@@ -69,13 +73,16 @@ export const runAttempt = (
   const run = (jobLayer as unknown) === Layer.empty
     ? handler.run(payload.right)
     : Effect.flatMap(Layer.build(jobLayer), (services) => Effect.provide(handler.run(payload.right), services))
-  const scoped = Effect.flatMap(Scope.make(), (scope) => {
+  const timed = Duration.isFinite(job.timeout)
+  const inScope = (scope: Scope.CloseableScope) => {
     let services = Context.make(JobContext, context).pipe(Context.add(Scope.Scope, scope))
     if (span !== undefined) services = Context.add(services, Tracer.ParentSpan, span) as typeof services
-    const withServices = install === undefined ? Effect.provide(run, services) : Effect.zipRight(install(services), run)
-    return Effect.onExit(withServices, (exit) => Scope.close(scope, exit))
-  })
-  return Duration.isFinite(job.timeout)
+    if (runner === undefined) return Effect.onExit(Effect.provide(run, services), (exit) => Scope.close(scope, exit))
+    const withServices = Effect.zipRight(runner.install(services), run)
+    return timed ? Effect.onExit(withServices, (exit) => Scope.close(scope, exit)) : withServices
+  }
+  const scoped = runner === undefined ? Effect.flatMap(Scope.make(), inScope) : inScope(runner.scope)
+  return timed
     ? Effect.timeoutFail(scoped, { duration: job.timeout, onTimeout: () => new JobTimeout({ timeout: job.timeout }) })
     : scoped
 }

@@ -28,6 +28,7 @@ import {
   Queue,
   Random,
   Schedule,
+  Scope,
   Stream,
   Tracer
 } from "effect"
@@ -401,38 +402,43 @@ export const makeWorker = (
               FiberRef.update(FiberRef.currentLogAnnotations, addJobLogAnnotations(record))
             )
           })
-        const program = runAttempt(
-          handler,
-          record,
-          jobLayer,
-          JobContext.fromRecord(record, workerId),
-          span,
-          install
-        ) as Effect.Effect<unknown, unknown>
-        return Effect.flatMap(Effect.exit(restore(program)), (exit) =>
-          Effect.zipRight(
-            resetFiberRefs(runner, baseline.fiberRefs),
-            Effect.suspend(() => {
-              entry.phase = "settling"
-              entry.runner = undefined
-              entry.lane.running--
-              vacate(entry)
-              const settle = (settlement: Settlement | undefined): Effect.Effect<boolean> => {
-                const endedAt = clock.unsafeCurrentTimeNanos()
-                const outcome = outcomeOf(settlement)
-                if (span !== undefined) endProcessSpan(span, outcome, exit, endedAt)
-                Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
-                const onSettled = finished(entry, settlement, exit, span)
-                const retire = entry.stop !== undefined
-                if (settlement === undefined) return Effect.as(onSettled(Either.right(false)), retire)
-                settler.submit(settlement, onSettled)
-                return retire ? Effect.succeed(true) : continueRunning
+        return Effect.flatMap(Scope.make(), (scope) => {
+          const program = runAttempt(
+            handler,
+            record,
+            jobLayer,
+            JobContext.fromRecord(record, workerId),
+            span,
+            { install, scope }
+          ) as Effect.Effect<unknown, unknown>
+          // The job's scope closes with the job's FiberRefs still in place, then the runner's come
+          // back. A finalizer that fails makes the attempt fail, as a finalizer around it would.
+          return Effect.flatMap(Effect.exit(restore(program)), (attemptExit) =>
+            Effect.flatMap(
+              Effect.zipLeft(Effect.exit(Scope.close(scope, attemptExit)), resetFiberRefs(runner, baseline.fiberRefs)),
+              (closed) => {
+                const exit = Exit.isSuccess(closed) ? attemptExit : Exit.zipLeft(attemptExit, closed)
+                entry.phase = "settling"
+                entry.runner = undefined
+                entry.lane.running--
+                vacate(entry)
+                const settle = (settlement: Settlement | undefined): Effect.Effect<boolean> => {
+                  const endedAt = clock.unsafeCurrentTimeNanos()
+                  const outcome = outcomeOf(settlement)
+                  if (span !== undefined) endProcessSpan(span, outcome, exit, endedAt)
+                  Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
+                  const onSettled = finished(entry, settlement, exit, span)
+                  const retire = entry.stop !== undefined
+                  if (settlement === undefined) return Effect.as(onSettled(Either.right(false)), retire)
+                  settler.submit(settlement, onSettled)
+                  return retire ? Effect.succeed(true) : continueRunning
+                }
+                return Exit.isSuccess(exit)
+                  ? settle(completion(record, handler?.job, exit.value, keepCompleted))
+                  : Effect.flatMap(failureSettlement(record, handler?.job, exit.cause, entry.stop), settle)
               }
-              return Exit.isSuccess(exit)
-                ? settle(completion(record, handler?.job, exit.value, keepCompleted))
-                : Effect.flatMap(failureSettlement(record, handler?.job, exit.cause, entry.stop), settle)
-            })
-          ))
+            ))
+        })
       }
       publishEvent(WorkerEvent.JobStarted({ job: record }))
       return traced ? Effect.flatMap(makeProcessSpan(record, settings.producerSpan, workerId), attempt) : attempt(undefined)
