@@ -499,9 +499,9 @@ export const makeWorker = (
     const refillAt = Math.max(1, Math.ceil(capacity / 2))
     // Claims grow from a small first batch, doubling while each comes back full: the first jobs
     // start after a short claim instead of waiting for a large one (on PostgreSQL a claim costs
-    // some microseconds per row), and the claims that follow overlap with running those. After a
-    // claim that came back short (the queue ran dry) the next asks for twice what it found, so a
-    // worker woken for a few jobs claims a few, leaving the rest to other workers.
+    // some microseconds per row), and the claims that follow overlap with running those. It does
+    // not shrink again: starting small after every lull cost a producing and working process
+    // three claims per batch of new jobs instead of one, measured.
     const firstClaim = Math.min(capacity, 2 * concurrency)
     let claimBudget = firstClaim
     let rotation = 0
@@ -529,11 +529,12 @@ export const makeWorker = (
       return slots
     }
 
-    type FetchState = { readonly _tag: "busy" } | { readonly _tag: "full" } | {
+    type FetchState = { readonly _tag: "busy" } | { readonly _tag: "drained" } | { readonly _tag: "full" } | {
       readonly _tag: "idle"
       readonly nextRunAt: number | null
     }
     const busy: FetchState = { _tag: "busy" }
+    const drained: FetchState = { _tag: "drained" }
     const full: FetchState = { _tag: "full" }
     const fetchOnce: Effect.Effect<FetchState> = Effect.suspend(() => {
       const slots = freeSlots()
@@ -543,8 +544,15 @@ export const makeWorker = (
           for (const record of jobs) hold(record)
           wakeRunners(jobs.length)
           const asked = slots.reduce((sum, slot) => sum + slot.limit, 0)
-          claimBudget = Math.min(capacity, jobs.length >= asked ? claimBudget * 2 : Math.max(firstClaim, 2 * jobs.length))
-          return jobs.length > 0 ? busy : { _tag: "idle", nextRunAt }
+          if (jobs.length >= asked) claimBudget = Math.min(capacity, claimBudget * 2)
+          if (jobs.length === 0) return { _tag: "idle", nextRunAt }
+          if (jobs.length >= asked) return busy
+          // Every queue gave fewer than asked: none has more due now, and claiming again at once
+          // would only find nothing (then ask for the next run-at): two round trips per batch of
+          // new jobs, measured. Wait for a wake-up or the shortest poll instead.
+          const claimed = new Map<string, number>()
+          for (const record of jobs) claimed.set(record.queue, (claimed.get(record.queue) ?? 0) + 1)
+          return slots.every((slot) => (claimed.get(slot.queue) ?? 0) < slot.limit) ? drained : busy
         }),
         Effect.catchAllCause((cause) =>
           Effect.as(Effect.logWarning("claiming jobs failed", cause), { _tag: "idle", nextRunAt: null } as const)
@@ -571,10 +579,11 @@ export const makeWorker = (
           // Let the runners start the claimed jobs before the next claim, which on SQLite holds
           // the thread while it runs.
           yield* Effect.yieldNow()
-        } else if (state._tag === "idle") {
+        } else if (state._tag === "idle" || state._tag === "drained") {
           let wait = pollMillis
-          pollMillis = Math.min(pollMillis * 2, maxPollMillis)
-          if (state.nextRunAt !== null) {
+          if (state._tag === "drained") wait = pollMillis = minPollMillis
+          else pollMillis = Math.min(pollMillis * 2, maxPollMillis)
+          if (state._tag === "idle" && state.nextRunAt !== null) {
             wait = Math.min(wait, Math.max(0, state.nextRunAt - (yield* Clock.currentTimeMillis)))
           }
           // A child of the fetcher, interrupted once the wait is over.

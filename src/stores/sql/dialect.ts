@@ -123,7 +123,7 @@ export interface Migration {
 export type Signal = { readonly _tag: "Wakeup"; readonly queue: string } | {
   readonly _tag: "Cancel"
   readonly id: string
-} | { readonly _tag: "Connected" }
+} | { readonly _tag: "Connected" } | { readonly _tag: "Disconnected" }
 
 export interface Dialect {
   readonly name: "pg" | "sqlite"

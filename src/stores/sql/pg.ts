@@ -246,7 +246,7 @@ export const makePgDialect = (schema: string) =>
 
     const signals: Stream.Stream<Signal, SqlError> = listenTo(sql.config, [channel.jobs, channel.cancel]).pipe(
       Stream.map((event): Signal =>
-        event._tag === "Connected"
+        event._tag === "Connected" || event._tag === "Disconnected"
           ? event
           : event.channel === channel.jobs
           ? { _tag: "Wakeup", queue: event.payload }

@@ -4,14 +4,15 @@
  * The client of `@effect/sql-pg` keeps a listening connection but ignores its errors, so a
  * terminated backend silently ends all notifications. Here an error or end fails the stream,
  * and the retry opens a new connection and listens again. Each (re)connection emits
- * `Connected`, so the store can tell workers to poll for what they missed meanwhile.
+ * `Connected`, so the store can tell workers to poll for what they missed meanwhile, and each
+ * loss `Disconnected`.
  */
 import type { PgClientConfig } from "@effect/sql-pg/PgClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Redacted, Schedule, Stream } from "effect"
 import Pg from "pg"
 
-export type ListenEvent = { readonly _tag: "Connected" } | {
+export type ListenEvent = { readonly _tag: "Connected" } | { readonly _tag: "Disconnected" } | {
   readonly _tag: "Notification"
   readonly channel: string
   readonly payload: string
@@ -52,8 +53,12 @@ const listenOnce = (config: PgClientConfig, channels: ReadonlyArray<string>): St
           void emit.single({ _tag: "Notification", channel: message.channel, payload: message.payload })
         }
       })
-      client.on("error", (cause) => void emit.fail(new SqlError({ cause, message: "listening connection failed" })))
-      client.on("end", () => void emit.fail(new SqlError({ cause: null, message: "listening connection ended" })))
+      const lost = (error: SqlError) => {
+        void emit.single({ _tag: "Disconnected" })
+        void emit.fail(error)
+      }
+      client.on("error", (cause) => lost(new SqlError({ cause, message: "listening connection failed" })))
+      client.on("end", () => lost(new SqlError({ cause: null, message: "listening connection ended" })))
       yield* Effect.tryPromise({
         try: () => client.query(channels.map((channel) => `LISTEN ${Pg.escapeIdentifier(channel)}`).join("; ")),
         catch: (cause) => new SqlError({ cause, message: "LISTEN failed" })
