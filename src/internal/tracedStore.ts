@@ -37,11 +37,14 @@ export const tracedStore = (store: JobStoreShape, options: TracedStoreOptions = 
   const traced = (operation: string, extra?: Record<string, unknown>) => <A, E>(effect: Effect.Effect<A, E>) =>
     unlessBuiltIn(
       effect,
-      Effect.withSpan(effect, spanName(operation), {
-        kind: "client",
-        attributes: attributesOf(operation, extra),
-        captureStackTrace: false
-      })
+      // Built only when a real tracer asks for it: a single enqueue goes through here.
+      Effect.suspend(() =>
+        Effect.withSpan(effect, spanName(operation), {
+          kind: "client",
+          attributes: attributesOf(operation, extra),
+          captureStackTrace: false
+        })
+      )
     )
 
   /** Trace `effect` only if it failed or `isIdle` says its result was not a no-op. */
