@@ -3,36 +3,22 @@
 // `RETENTION_COMPLETED="0 millis"` deletes jobs as they complete, as the tuned bench profile does)
 // (after `npm run build`). `PROFILE=file.cpuprofile` writes a CPU profile of the last round's
 // drain alone (without the enqueues before it).
-import { Session } from 'node:inspector/promises'
-import { Effect, Layer, Logger, LogLevel, ManagedRuntime, Redacted, Schema, Scope, Exit, Deferred } from 'effect'
-import { SqlClient } from '@effect/sql'
+import { Effect, Layer, Schema, Scope, Exit } from 'effect'
 import { Job, JobClient, JobStore, Worker } from '../dist/index.js'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { openStore, roundProfile } from './standalone.mjs'
 
 const [storeName = 'memory', nArg = '20000', prefetchArg = '500', mode = 'sync'] = process.argv.slice(2)
 const n = Number(nArg)
-const dir = mkdtempSync(join(tmpdir(), 'conveyor-drain-'))
-const storeLayer = storeName === 'sqlite'
-  ? (await import('../dist/sqlite.js')).layerWith({ filename: join(dir, 'drain.db'), thread: process.env.SQLITE_THREAD !== 'false' })
-  : storeName === 'pg'
-  ? (await import('../dist/pg.js')).layerWith({ url: Redacted.make(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'), schema: 'conveyor_drain', maxConnections: 10 })
-  : Layer.provideMerge(JobClient.layer, JobStore.layerMemory)
-const runtime = ManagedRuntime.make(Layer.mergeAll(storeLayer, Logger.minimumLogLevel(LogLevel.Warning)))
+const { run, close } = await openStore(storeName, 'drain')
 const BenchJob = Job.make({ name: 'bench', queue: 'bench', payload: Schema.Struct({ i: Schema.Number }) })
 
-const run = (effect) => runtime.runPromise(effect)
 // Busy time of the whole machine (/proc/stat, all CPUs), to see what the database spends beside this process.
 const machineBusyMs = () => {
   const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/)
   const [user, nice, system, , , irq, softirq, steal] = fields.map(Number)
   return (user + nice + system + irq + softirq + steal) * 10
 }
-const profiler = new Session()
-const profiling = (round) => process.env.PROFILE !== undefined && round === 2
-if (storeName === 'pg') await run(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`TRUNCATE conveyor_drain.jobs`))
 
 for (let round = 0; round < 3; round++) {
   for (let i = 0; i < n; i += 1000) {
@@ -44,11 +30,8 @@ for (let round = 0; round < 3; round++) {
   let first = 0
   const count = () => { if (seen === 0) first = performance.now(); if (++seen === n) resolve() }
   const handler = BenchJob.handler(() => mode === 'async' ? Effect.promise(async () => count()) : Effect.sync(count))
-  if (profiling(round)) {
-    profiler.connect()
-    await profiler.post('Profiler.enable')
-    await profiler.post('Profiler.start')
-  }
+  const profile = roundProfile(round === 2)
+  await profile.start()
   const started = performance.now()
   const cpuStart = process.cpuUsage()
   const machineStart = machineBusyMs()
@@ -67,13 +50,9 @@ for (let round = 0; round < 3; round++) {
   const elapsed = performance.now() - started
   const cpu = process.cpuUsage(cpuStart)
   const machineMs = machineBusyMs() - machineStart
-  if (profiling(round)) {
-    writeFileSync(process.env.PROFILE, JSON.stringify((await profiler.post('Profiler.stop')).profile))
-    profiler.disconnect()
-  }
+  await profile.stop()
   await run(Scope.close(scope, Exit.void))
   console.log(`${storeName} round ${round}: ${n} jobs in ${elapsed.toFixed(0)} ms = ${(n / elapsed * 1000).toFixed(0)} jobs/s (first handler at ${(first - started).toFixed(1)} ms, handlers done at ${(handlersDone - started).toFixed(0)} ms; ${((cpu.user + cpu.system) / n).toFixed(1)} µs CPU per job; rest of the machine ${((machineMs * 1000 - cpu.user - cpu.system) / n).toFixed(1)} µs per job)`)
   await run(Effect.flatMap(JobStore, (s) => s.prune({ finishedBefore: { completed: Date.now() + 1000 }, limit: 1e9 })))
 }
-await runtime.dispose()
-rmSync(dir, { recursive: true, force: true })
+await close()

@@ -2,24 +2,16 @@
 // into its steps: `node bench/latency.mjs sqlite|pg [n] [gapMs]` after `npm run build`.
 // On PostgreSQL the split comes from timing the driver's insert: before it was sent (Conveyor's
 // enqueue), the database round trip, and after its answer (hand-over to the handler).
-import { Effect, Layer, Logger, LogLevel, ManagedRuntime, Redacted, Schema, Scope, Exit } from 'effect'
-import { SqlClient } from '@effect/sql'
+import { Effect, Layer, Schema, Scope, Exit } from 'effect'
 import Pg from 'pg'
 import { Job, JobClient, Worker } from '../dist/index.js'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { openStore } from './standalone.mjs'
 
 const [storeName = 'pg', nArg = '300', gapArg = '20'] = process.argv.slice(2)
 const n = Number(nArg)
 const gap = Number(gapArg)
-const dir = mkdtempSync(join(tmpdir(), 'conveyor-latency-'))
-const storeLayer = storeName === 'sqlite'
-  ? (await import('../dist/sqlite.js')).layerWith({ filename: join(dir, 'latency.db') })
-  : (await import('../dist/pg.js')).layerWith({ url: Redacted.make(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'), schema: 'conveyor_latency', maxConnections: 10 })
-const runtime = ManagedRuntime.make(Layer.mergeAll(storeLayer, Logger.minimumLogLevel(LogLevel.Warning)))
+const { run, close } = await openStore(storeName, 'latency')
 const BenchJob = Job.make({ name: 'bench', queue: 'bench', payload: Schema.Struct({ i: Schema.Number }) })
-const run = (effect) => runtime.runPromise(effect)
 
 // The insert's send and answer times, by the driver.
 let sent = 0
@@ -56,6 +48,4 @@ const pick = (key, q) => { const v = rows.map((r) => r[key]).sort((a, b) => a - 
 for (const key of ['total', 'enqueued', ...(storeName === 'pg' ? ['before', 'database', 'after'] : [])]) {
   console.log(`${key.padEnd(9)} p50 ${pick(key, 0.5)}  p95 ${pick(key, 0.95)}  p99 ${pick(key, 0.99)} ms`)
 }
-if (storeName === 'pg') await run(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA conveyor_latency CASCADE`))
-await runtime.dispose()
-rmSync(dir, { recursive: true, force: true })
+await close()
