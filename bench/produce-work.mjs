@@ -40,7 +40,7 @@ for (let round = 0; round < 4; round++) {
   const cpu = process.cpuUsage(cpuStart)
   await profile.stop()
   await run(Scope.close(scope, Exit.void))
-  console.log(`${storeName} round ${round}: ${n} jobs in ${elapsed.toFixed(0)} ms = ${(n / elapsed * 1000).toFixed(0)} jobs/s (produced in ${(produced - started).toFixed(0)} ms; ${((cpu.user + cpu.system) / n).toFixed(1)} µs CPU per job)`)
+  console.log(`${storeName} round ${round}: ${n} jobs in ${elapsed.toFixed(0)} ms = ${(n / elapsed * 1000).toFixed(0)} jobs/s (produced in ${(produced - started).toFixed(0)} ms; ${((cpu.user + cpu.system) / n).toFixed(1)} µs CPU per job, ${(cpu.system / n).toFixed(1)} of it in the kernel)`)
   await run(Effect.flatMap(JobStore, (s) => s.prune({ finishedBefore: { completed: Date.now() + 1000 }, limit: 1e9 })))
 }
 await close()
