@@ -17,7 +17,7 @@ import { FakeReceiver } from "../examples/fakeReceiver.js"
 import { AppApi } from "../examples/httpApi.js"
 import { ProcessLive } from "../examples/infrastructure.js"
 import { freshSchema, freshSqliteFile, pgUrl, removeSqliteFile } from "./databases.js"
-import { finishedJobs } from "./helpers.js"
+import { finishedJobsById } from "./helpers.js"
 
 /** Every log line written while the layer lives, parsed (the app logs JSON here). */
 class LogLines extends Context.Tag("test/LogLines")<LogLines, Array<Record<string, unknown>>>() {
@@ -119,14 +119,14 @@ for (const database of databases) {
         const workspace = yield* api.workspaces.create({ payload: { name: "acme" } })
         yield* api.workspaces.addEndpoint({ path: { workspaceId: workspace.id }, payload: { url: `${receiver.url}/hooks/acme` } })
 
-        const done = yield* finishedJobs(worker, 1)
+        const finishing = yield* finishedJobsById(worker)
         const event = yield* api.workspaces.publishEvent({
           path: { workspaceId: workspace.id },
           payload: { type: "invoice.paid", data: { amount: 42 } }
         })
         expect(event.deliveries).toHaveLength(1)
         const jobId = event.deliveries[0]!.jobId
-        const [finished] = yield* done
+        const [finished] = yield* finishing([jobId])
         expect(finished).toMatchObject({ job: { id: jobId }, outcome: "Complete" })
 
         const seen = yield* api.workspaces.getEvent({ path: { workspaceId: workspace.id, eventId: event.id } })
@@ -188,11 +188,12 @@ for (const database of databases) {
             })
           }
         }
-        const done = yield* finishedJobs(worker, 4)
+        const finishing = yield* finishedJobsById(worker)
         const events = yield* Effect.forEach([signed, plain], (workspace) =>
           api.workspaces.publishEvent({ path: { workspaceId: workspace.id }, payload: { type: "ping" } }))
-        yield* done
         const jobIds = events.flatMap((event) => event.deliveries.map((d) => d.jobId))
+        expect(jobIds).toHaveLength(4)
+        yield* finishing(jobIds)
         expect(yield* Effect.forEach(jobIds, (id) => Effect.map(jobs.get(id), (job) => job.state))).toEqual(
           ["completed", "completed", "completed", "completed"]
         )
@@ -220,9 +221,9 @@ for (const database of databases) {
         const workspace = yield* api.workspaces.create({ payload: { name: "moved" } })
         const path = { workspaceId: workspace.id }
         yield* api.workspaces.addEndpoint({ path, payload: { url: `${receiver.url}/hooks/gone-${workspace.id}` } })
-        const done = yield* finishedJobs(worker, 1)
+        const finishing = yield* finishedJobsById(worker)
         const event = yield* api.workspaces.publishEvent({ path, payload: { type: "ping" } })
-        const [finished] = yield* done
+        const [finished] = yield* finishing([event.deliveries[0]!.jobId])
         expect(finished).toMatchObject({ job: { id: event.deliveries[0]!.jobId }, outcome: "Cancel" })
         const next = yield* api.workspaces.publishEvent({ path, payload: { type: "ping" } })
         expect(next.deliveries).toEqual([])

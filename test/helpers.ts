@@ -21,3 +21,19 @@ export const finishedJobs = (worker: Worker.WorkerShape, count: number) =>
       }
       return finished
     }))
+
+/**
+ * Subscribe to a worker's events now; the returned function waits until each of `ids` has
+ * finished, and answers their events in the order of `ids`. Unlike a count, it is not misled
+ * by jobs that an earlier test left running on a shared worker.
+ */
+export const finishedJobsById = (worker: Worker.WorkerShape) =>
+  Effect.map(PubSub.subscribe(worker.events), (events) => (ids: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const finished = new Map<string, Finished>()
+      while (!ids.every((id) => finished.has(id))) {
+        const event = yield* Queue.take(events)
+        if (event._tag === "JobFinished") finished.set(event.job.id, event)
+      }
+      return ids.map((id) => finished.get(id)!)
+    }))
