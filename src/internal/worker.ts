@@ -190,6 +190,16 @@ export const makeWorker = (
 
     /** Across lanes: jobs running, or buffered or running (what capacity counts; settling ones only wait for a write). */
     const total = (count: (lane: Lane) => number) => laneList.reduce((sum, lane) => sum + count(lane), 0)
+    // Claim in batches: wait until half the capacity is free (or nothing is left to run) rather
+    // than claiming one job per finished job, which would cost a round trip per job.
+    const refillAt = Math.max(1, Math.ceil(capacity / 2))
+    /** Whether the worker has room for a claim: half its capacity free, or nothing buffered. */
+    const wantsClaim = () => {
+      const occupied = total((lane) => lane.occupied)
+      // Jobs waiting for their settlement do not hold capacity, within reason: a store that
+      // cannot write settlements must not let the worker claim ever more.
+      return !(capacity - occupied < refillAt && occupied > total((lane) => lane.running)) && held.size < 2 * capacity
+    }
     /** Shutdown has begun: no more claims, no more jobs handed over at enqueue. */
     let stopFetching = false
     /** Shutdown has released the buffered jobs: runners stop taking jobs. */
@@ -402,41 +412,36 @@ export const makeWorker = (
               FiberRef.update(FiberRef.currentLogAnnotations, addJobLogAnnotations(record))
             )
           })
+        /** The attempt is over (its scope closed): free its slot and hand its settlement over. */
+        const settleExit = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<boolean> => {
+          entry.phase = "settling"
+          entry.runner = undefined
+          entry.lane.running--
+          vacate(entry)
+          const settle = (settlement: Settlement | undefined): Effect.Effect<boolean> => {
+            const endedAt = clock.unsafeCurrentTimeNanos()
+            const outcome = outcomeOf(settlement)
+            if (span !== undefined) endProcessSpan(span, outcome, exit, endedAt)
+            Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
+            const onSettled = finished(entry, settlement, exit, span)
+            const retire = entry.stop !== undefined
+            if (settlement === undefined) return Effect.as(onSettled(Either.right(false)), retire)
+            settler.submit(settlement, onSettled)
+            return retire ? Effect.succeed(true) : continueRunning
+          }
+          return Exit.isSuccess(exit)
+            ? settle(completion(record, handler?.job, exit.value, keepCompleted))
+            : Effect.flatMap(failureSettlement(record, handler?.job, exit.cause, entry.stop), settle)
+        }
         return Effect.flatMap(Scope.make(), (scope) => {
-          const program = runAttempt(
-            handler,
-            record,
-            jobLayer,
-            JobContext.fromRecord(record, workerId),
-            span,
-            { install, scope }
-          ) as Effect.Effect<unknown, unknown>
+          const context = JobContext.fromRecord(record, workerId)
+          const program = runAttempt(handler, record, jobLayer, context, span, { install, scope }) as Effect.Effect<unknown, unknown>
           // The job's scope closes with the job's FiberRefs still in place, then the runner's come
           // back. A finalizer that fails makes the attempt fail, as a finalizer around it would.
           return Effect.flatMap(Effect.exit(restore(program)), (attemptExit) =>
             Effect.flatMap(
               Effect.zipLeft(Effect.exit(Scope.close(scope, attemptExit)), resetFiberRefs(runner, baseline.fiberRefs)),
-              (closed) => {
-                const exit = Exit.isSuccess(closed) ? attemptExit : Exit.zipLeft(attemptExit, closed)
-                entry.phase = "settling"
-                entry.runner = undefined
-                entry.lane.running--
-                vacate(entry)
-                const settle = (settlement: Settlement | undefined): Effect.Effect<boolean> => {
-                  const endedAt = clock.unsafeCurrentTimeNanos()
-                  const outcome = outcomeOf(settlement)
-                  if (span !== undefined) endProcessSpan(span, outcome, exit, endedAt)
-                  Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
-                  const onSettled = finished(entry, settlement, exit, span)
-                  const retire = entry.stop !== undefined
-                  if (settlement === undefined) return Effect.as(onSettled(Either.right(false)), retire)
-                  settler.submit(settlement, onSettled)
-                  return retire ? Effect.succeed(true) : continueRunning
-                }
-                return Exit.isSuccess(exit)
-                  ? settle(completion(record, handler?.job, exit.value, keepCompleted))
-                  : Effect.flatMap(failureSettlement(record, handler?.job, exit.cause, entry.stop), settle)
-              }
+              (closed) => settleExit(Exit.isSuccess(closed) ? attemptExit : Exit.zipLeft(attemptExit, closed))
             ))
         })
       }
@@ -494,9 +499,6 @@ export const makeWorker = (
       })
 
     // --- the loops ---------------------------------------------------------------------------
-    // Claim in batches: wait until half the capacity is free (or nothing is left to run) rather
-    // than claiming one job per finished job, which would cost a round trip per job.
-    const refillAt = Math.max(1, Math.ceil(capacity / 2))
     // Claims grow from a small first batch, doubling while each comes back full: the first jobs
     // start after a short claim instead of waiting for a large one (on PostgreSQL a claim costs
     // some microseconds per row), and the claims that follow overlap with running those. It does
@@ -505,13 +507,6 @@ export const makeWorker = (
     const firstClaim = Math.min(capacity, 2 * concurrency)
     let claimBudget = firstClaim
     let rotation = 0
-    /** Whether the worker has room for a claim: half its capacity free, or nothing buffered. */
-    function wantsClaim() {
-      const occupied = total((lane) => lane.occupied)
-      // Jobs waiting for their settlement do not hold capacity, within reason: a store that
-      // cannot write settlements must not let the worker claim ever more.
-      return !(capacity - occupied < refillAt && occupied > total((lane) => lane.running)) && held.size < 2 * capacity
-    }
     const freeSlots = () => {
       if (!wantsClaim()) return []
       let remaining = Math.min(capacity - total((lane) => lane.occupied), claimBudget)
@@ -543,10 +538,11 @@ export const makeWorker = (
         Effect.map(({ jobs, nextRunAt }): FetchState => {
           for (const record of jobs) hold(record)
           wakeRunners(jobs.length)
-          const asked = slots.reduce((sum, slot) => sum + slot.limit, 0)
-          if (jobs.length >= asked) claimBudget = Math.min(capacity, claimBudget * 2)
           if (jobs.length === 0) return { _tag: "idle", nextRunAt }
-          if (jobs.length >= asked) return busy
+          if (jobs.length >= slots.reduce((sum, slot) => sum + slot.limit, 0)) {
+            claimBudget = Math.min(capacity, claimBudget * 2)
+            return busy
+          }
           // Every queue gave fewer than asked: none has more due now, and claiming again at once
           // would only find nothing (then ask for the next run-at): two round trips per batch of
           // new jobs, measured. Wait for a wake-up or the shortest poll instead.

@@ -4,7 +4,7 @@
  */
 import { TransactionConnection } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Deferred, Duration, Effect, Fiber, Option, PubSub, Stream } from "effect"
+import { Clock, Duration, Effect, Fiber, Option, PubSub, Stream } from "effect"
 import { StoreError } from "../../Errors.js"
 import type {
   AttemptError,
@@ -127,6 +127,9 @@ export const makeSqlStore = (dialect: Dialect) =>
      */
     let listening = false
     const wakeForOwnWrite = (queues: Iterable<string>) => listening ? Effect.void : wake(queues)
+    /** New work in these queues that no insert trigger announces: tell the workers here and elsewhere. */
+    const announce = (queues: ReadonlyArray<string>) =>
+      Effect.zipRight(wakeForOwnWrite(queues), dialect.notifyWakeup([...new Set(queues)]))
 
     // Other processes' news (PostgreSQL): new work, cancellations, and after a reconnection a
     // wake-up for every queue, since anything sent while disconnected was lost. Listened to
@@ -136,10 +139,15 @@ export const makeSqlStore = (dialect: Dialect) =>
     const storeScope = yield* Effect.scope
     const listenerLock = yield* Effect.makeSemaphore(1)
     let subscribers = 0
-    let listener: { readonly fiber: Fiber.RuntimeFiber<void>; readonly connected: Deferred.Deferred<void> } | undefined
-    const listen = Effect.gen(function*() {
-      const connected = yield* Deferred.make<void>()
-      const fiber = yield* dialect.signals!.pipe(
+    let listener: Fiber.RuntimeFiber<void> | undefined
+    // Subscribers do not wait for the connection (see `subscribe`); one slow to come is reported.
+    const warnIfNotListening = Effect.sleep(Duration.seconds(5)).pipe(
+      Effect.zipRight(Effect.suspend(() =>
+        listening ? Effect.void : Effect.logWarning("not listening for notifications yet; polling meanwhile")
+      ))
+    )
+    const listen = (signals: NonNullable<Dialect["signals"]>) => Effect.all([
+      signals.pipe(
         Stream.runForEach((signal) => {
           switch (signal._tag) {
             case "Wakeup":
@@ -148,7 +156,7 @@ export const makeSqlStore = (dialect: Dialect) =>
               return PubSub.publish(cancellations, signal.id)
             case "Connected":
               listening = true
-              return Effect.zipRight(Deferred.succeed(connected, undefined), PubSub.publish(wakeups, "*"))
+              return PubSub.publish(wakeups, "*")
             case "Disconnected":
               listening = false
               return Effect.void
@@ -157,50 +165,40 @@ export const makeSqlStore = (dialect: Dialect) =>
         Effect.ensuring(Effect.sync(() => {
           listening = false
         })),
-        Effect.catchAllCause((cause) => Effect.logWarning("store signals stopped; workers fall back to polling", cause)),
-        Effect.annotateLogs({ module: "JobStore" }),
-        // Started from an uninterruptible region: the fiber itself must stay interruptible.
-        Effect.interruptible,
-        Effect.forkIn(storeScope)
-      )
-      return { fiber, connected }
-    })
-    /** Counts the subscriber in; answers the connection to wait for when this one started listening. */
-    const subscribed = listenerLock.withPermits(1)(Effect.gen(function*() {
+        Effect.catchAllCause((cause) => Effect.logWarning("store signals stopped; workers fall back to polling", cause))
+      ),
+      warnIfNotListening
+    ], { concurrency: "unbounded", discard: true }).pipe(
+      Effect.annotateLogs({ module: "JobStore" }),
+      // Started from an uninterruptible region: the fiber itself must stay interruptible.
+      Effect.interruptible,
+      Effect.forkIn(storeScope)
+    )
+    /** Counts the subscriber in; the first one starts listening. */
+    const subscribed = listenerLock.withPermits(1)(Effect.suspend(() => {
       subscribers++
-      if (dialect.signals === undefined || listener !== undefined) return undefined
-      listener = yield* listen
-      return listener.connected
+      if (dialect.signals === undefined || listener !== undefined) return Effect.void
+      return Effect.map(listen(dialect.signals), (fiber) => {
+        listener = fiber
+      })
     }))
     const unsubscribed = listenerLock.withPermits(1)(Effect.suspend(() => {
       subscribers--
       if (subscribers > 0 || listener === undefined) return Effect.void
-      const { fiber } = listener
+      const fiber = listener
       listener = undefined
       return Fiber.interrupt(fiber)
     }))
     /**
      * A subscription to one of the signals' topics for the caller's scope; the last one to end
      * stops listening. It does not wait for the listening connection: once connected, the
-     * listener wakes every queue, and that covers whatever was enqueued before. A connection
-     * slow to come is reported.
+     * listener wakes every queue, and that covers whatever was enqueued before.
      */
     const subscribe = <A>(topic: PubSub.PubSub<A>) =>
-      Effect.gen(function*() {
-        const queue = yield* PubSub.subscribe(topic)
-        const connected = yield* Effect.acquireRelease(subscribed, () => unsubscribed)
-        if (connected !== undefined) {
-          yield* Deferred.await(connected).pipe(
-            Effect.timeout(Duration.seconds(5)),
-            Effect.catchTag("TimeoutException", () =>
-              Effect.logWarning("not listening for notifications yet; polling meanwhile").pipe(
-                Effect.annotateLogs({ module: "JobStore" })
-              )),
-            Effect.forkScoped
-          )
-        }
-        return Stream.fromQueue(queue)
-      })
+      Effect.zipLeft(
+        Effect.map(PubSub.subscribe(topic), (queue) => Stream.fromQueue(queue)),
+        Effect.acquireRelease(subscribed, () => unsubscribed)
+      )
 
     /**
      * One job for a worker of this process: inserted claimed and handed over, in one round trip
@@ -333,10 +331,7 @@ export const makeSqlStore = (dialect: Dialect) =>
           const applied = others.length > 0 ? yield* dialect.settle(others, now) : []
           for (const row of applied) ids.add(`${row.id}:${row.lease_token}`)
           const released = applied.filter((row) => row.state === "available").map((row) => row.queue)
-          if (released.length > 0) {
-            yield* wakeForOwnWrite(released)
-            yield* dialect.notifyWakeup([...new Set(released)])
-          }
+          if (released.length > 0) yield* announce(released)
           return settlements.map((s) => ids.has(`${s.id}:${s.token}`))
         }).pipe(Effect.mapError((cause) => new StoreError({ op: "settle", cause }))),
       heartbeat: (leases, leaseDuration) =>
@@ -397,8 +392,7 @@ export const makeSqlStore = (dialect: Dialect) =>
           const now = yield* Clock.currentTimeMillis
           const [row] = yield* dialect.retry(id, now)
           if (row === undefined) return Option.map(Option.fromNullable((yield* dialect.get(id))[0]), toRecord)
-          yield* wakeForOwnWrite([row.queue])
-          yield* dialect.notifyWakeup([row.queue])
+          yield* announce([row.queue])
           return Option.some(toRecord(row))
         }).pipe(Effect.mapError((cause) => new StoreError({ op: "retry", cause }))),
       prune: ({ finishedBefore, limit }) =>
@@ -415,7 +409,7 @@ export const makeSqlStore = (dialect: Dialect) =>
           "setQueuePaused",
           Effect.zipRight(
             dialect.setQueuePaused(queue, paused),
-            paused ? Effect.void : Effect.zipRight(wakeForOwnWrite([queue]), dialect.notifyWakeup([queue]))
+            paused ? Effect.void : announce([queue])
           )
         ),
       pausedQueues: op("pausedQueues", dialect.pausedQueues),
