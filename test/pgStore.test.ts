@@ -1,10 +1,13 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Layer, Redacted, Schedule, Schema, Scope, Stream } from "effect"
+import { Chunk, Deferred, Effect, Exit, Layer, Queue, Redacted, Schedule, Schema, Scope, Stream } from "effect"
 import { Job, JobClient, JobStore } from "conveyor"
 import * as Pg from "conveyor/pg"
 import { insertOf, jobStoreSuite } from "./conformance/jobStoreSuite.js"
-import { dropSchemaAfterwards, freshSchema, pgStoreLayer, pgUrl } from "./databases.js"
+import type { Signal } from "../src/stores/sql/dialect.js"
+import { makePgDialect } from "../src/stores/sql/pg.js"
+import { makeSqlStore } from "../src/stores/sql/store.js"
+import { dropSchemaAfterwards, freshSchema, pgClientLayer, pgStoreLayer, pgUrl } from "./databases.js"
 
 // On the application's own `SqlClient`, whose statements go unnamed.
 jobStoreSuite("postgresql", pgStoreLayer())
@@ -114,4 +117,30 @@ describe("notifications", () => {
       yield* Stream.runDrain(Stream.take(Stream.filter(again, (queue) => queue === "*"), 1))
       assert.strictEqual(yield* listeners, 1)
     }).pipe(Effect.scoped, Effect.provide(pgStoreLayer(schema))))
+
+  it.live("wake this process for its own insert when the listener connected only while the insert ran", () =>
+    Effect.gen(function*() {
+      const schema = freshSchema()
+      yield* Effect.addFinalizer(() => Effect.orDie(Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`))))
+      const dialect = yield* makePgDialect(schema)
+      yield* dialect.migrate
+      // The listener's news come from the test: it connects after the insert has committed (so
+      // the insert's NOTIFY went to no one), and is seen connected before the insert returns.
+      const signals = yield* Queue.unbounded<Signal>()
+      const heard: Array<string> = []
+      const heardStar = yield* Deferred.make<void>()
+      const store = yield* makeSqlStore({
+        ...dialect,
+        signals: Stream.fromQueue(signals),
+        insert: (rows, now) =>
+          Effect.tap(dialect.insert(rows, now), () => Effect.zipRight(Queue.offer(signals, { _tag: "Connected" }), Deferred.await(heardStar)))
+      })
+      const wakeups = yield* store.subscribeWakeups
+      yield* Effect.forkScoped(Stream.runForEach(wakeups, (queue) =>
+        Effect.sync(() => heard.push(queue)).pipe(Effect.zipRight(queue === "*" ? Deferred.succeed(heardStar, undefined) : Effect.void))
+      ))
+      yield* store.insert([insertOf("late-listener")])
+      for (let i = 0; i < 100 && !heard.includes("late-listener"); i++) yield* Effect.sleep("10 millis")
+      assert.deepStrictEqual(heard, ["*", "late-listener"])
+    }).pipe(Effect.scoped, Effect.provide(pgClientLayer)))
 })

@@ -119,17 +119,24 @@ export const makeSqlStore = (dialect: Dialect) =>
     const wake = (queues: Iterable<string>) =>
       Effect.forEach(new Set(queues), (queue) => PubSub.publish(wakeups, queue), { discard: true })
     /**
-     * Wake this process's workers for its own writes, unless the listener will: while it listens,
+     * Wake this process's workers for its own write, unless the listener will: while it listens,
      * the write's NOTIFY reaches it once committed, and waking here as well made a worker claim
      * twice (the second claim finding nothing, then asking for the next run-at): a quarter of the
      * claims of a producing and working process, measured. Inside a transaction, the NOTIFY is
      * also the right moment: a wake-up before the commit finds nothing to claim.
+     *
+     * `listenedBefore` is whether it listened when the write began: a listener that connects
+     * while the write runs may have missed the write's NOTIFY.
      */
     let listening = false
-    const wakeForOwnWrite = (queues: Iterable<string>) => listening ? Effect.void : wake(queues)
+    const wakeForOwnWrite = (listenedBefore: boolean, queues: Iterable<string>) =>
+      listenedBefore ? Effect.void : wake(queues)
     /** New work in these queues that no insert trigger announces: tell the workers here and elsewhere. */
     const announce = (queues: ReadonlyArray<string>) =>
-      Effect.zipRight(wakeForOwnWrite(queues), dialect.notifyWakeup([...new Set(queues)]))
+      Effect.suspend(() => {
+        const listenedBefore = listening
+        return Effect.zipRight(dialect.notifyWakeup([...new Set(queues)]), wakeForOwnWrite(listenedBefore, queues))
+      })
 
     // Other processes' news (PostgreSQL): new work, cancellations, and after a reconnection a
     // wake-up for every queue, since anything sent while disconnected was lost. Listened to
@@ -204,7 +211,7 @@ export const makeSqlStore = (dialect: Dialect) =>
      * One job for a worker of this process: inserted claimed and handed over, in one round trip
      * that is not interrupted halfway, or the worker would hold a lease on a job it never got.
      */
-    const insertForLocalWorker = (row: InsertRow, local: LocalClaim) =>
+    const insertForLocalWorker = (row: InsertRow, local: LocalClaim, listenedBefore: boolean) =>
       dialect.insertClaimed(row, local).pipe(
         Effect.onError(() => Effect.sync(() => local.reservation.cancel())),
         Effect.flatMap((values) => {
@@ -215,7 +222,7 @@ export const makeSqlStore = (dialect: Dialect) =>
           }
           // Its queue is paused: inserted as available, for whoever claims it once resumed.
           local.reservation.cancel()
-          return Effect.as(wakeForOwnWrite([row.queue]), results)
+          return Effect.as(wakeForOwnWrite(listenedBefore, [row.queue]), results)
         }),
         Effect.uninterruptible
       )
@@ -223,6 +230,7 @@ export const makeSqlStore = (dialect: Dialect) =>
     const insert = (jobs: ReadonlyArray<JobInsert>) =>
       Effect.gen(function*() {
         if (jobs.length === 0) return []
+        const listenedBefore = listening
         const now = yield* Clock.currentTimeMillis
         const rows: Array<InsertRow> = jobs.map((job, ord) => ({
           ord,
@@ -243,7 +251,7 @@ export const makeSqlStore = (dialect: Dialect) =>
         const local = Option.isSome(yield* Effect.serviceOption(TransactionConnection))
           ? undefined
           : localWorkers.claimFor(jobs, now)
-        if (local !== undefined) return yield* insertForLocalWorker(rows[0]!, local)
+        if (local !== undefined) return yield* insertForLocalWorker(rows[0]!, local, listenedBefore)
         // Inserted rows come back in input order; a row whose unique key was live (in the
         // database, or earlier in this batch) is skipped by the unique index and answered with
         // the live job instead.
@@ -262,7 +270,7 @@ export const makeSqlStore = (dialect: Dialect) =>
         const live = duplicateKeys.length === 0
           ? new Map<string, string>()
           : new Map((yield* dialect.liveByUniqueKey(duplicateKeys)).map((row) => [row.unique_key, String(row.id)]))
-        yield* wakeForOwnWrite(jobs.map((job) => job.queue))
+        yield* wakeForOwnWrite(listenedBefore, jobs.map((job) => job.queue))
         // A live job may finish between the two statements, freeing its key: then the job is
         // enqueued after all, as it would have been a moment later.
         const freed = duplicateKeys.filter((key) => !live.has(key))
