@@ -206,24 +206,26 @@ export interface QueueCount {
 }
 
 /**
- * A worker of this process that can take a job the moment it is inserted (see
+ * A worker of this process that can take jobs the moment they are inserted (see
  * `JobStoreShape.registerLocalWorker`).
  */
 export interface LocalWorker {
   readonly workerId: string
   readonly leaseDuration: Duration.Duration
   /**
-   * Promise an idle runner to one job of this queue and name, or answer undefined when none is
-   * free now (or the worker has no handler for the name). Synchronous: called inside the insert.
+   * Promise room to up to `count` jobs of this queue and name, or answer undefined when there is
+   * none now (or the worker has no handler for the name). Synchronous: called inside the insert.
    */
-  readonly reserve: (queue: string, name: string) => LocalReservation | undefined
+  readonly reserve: (queue: string, name: string, count: number) => LocalReservation | undefined
 }
 
-/** A runner promised to a job about to be inserted. Exactly one of the two is called. */
+/** Room promised to jobs about to be inserted. Exactly one of `take` and `cancel` is called. */
 export interface LocalReservation {
-  /** The job was inserted already claimed by the worker, under this lease: run it. */
-  readonly take: (job: JobRecord) => Effect.Effect<void>
-  /** The job was not claimed for the worker (its queue is paused, or the insert failed). */
+  /** How many of the jobs the worker takes (at least one, at most the count asked for). */
+  readonly count: number
+  /** The jobs were inserted already claimed by the worker, under its lease: run them. */
+  readonly take: (jobs: ReadonlyArray<JobRecord>) => Effect.Effect<void>
+  /** The jobs were not claimed for the worker (their queue is paused, or the insert failed). */
   readonly cancel: () => void
 }
 
@@ -231,7 +233,7 @@ export interface JobStoreShape {
   /**
    * Insert jobs in one batch; a live unique key returns the existing job instead. Announces the
    * jobs' queues on the wake-up channel (delayed jobs too, so idle workers learn their run-at),
-   * except a job handed to a local worker (see `registerLocalWorker`).
+   * except for jobs handed to a local worker (see `registerLocalWorker`).
    */
   readonly insert: (jobs: ReadonlyArray<JobInsert>) => Effect.Effect<ReadonlyArray<InsertResult>, StoreError>
   /**
@@ -289,11 +291,13 @@ export interface JobStoreShape {
   /** Subscribe, for the scope, to the ids of running jobs whose cancellation was requested. */
   readonly subscribeCancellations: Effect.Effect<Stream.Stream<string>, StoreError, Scope.Scope>
   /**
-   * Register a worker of this process for the scope. A single job enqueued in this process to
-   * run now, without a unique key and outside a transaction, while the worker has a handler for
-   * it and an idle runner for its queue, is inserted already claimed by that worker (attempt 1,
-   * a lease, fencing token 1) and handed to it in memory: it starts when the insert commits,
-   * without a wake-up and a claim round trip. Other workers are not woken for it.
+   * Register a worker of this process for the scope. Jobs enqueued in this process to run now,
+   * in one batch of one job name and queue, without unique keys and outside a transaction, while
+   * the worker has a handler for them and room (see `LocalWorker.reserve`), are inserted already
+   * claimed by that worker (attempt 1, a lease, fencing token 1) and handed to it in memory: they
+   * start when the insert commits, without a wake-up and a claim round trip. Of a batch larger
+   * than the room, the jobs first in claim order (priority, then position) are handed over and
+   * the rest inserted as usual. Other workers are not woken for handed-over jobs.
    */
   readonly registerLocalWorker: (worker: LocalWorker) => Effect.Effect<void, never, Scope.Scope>
 }

@@ -480,7 +480,9 @@ describe("Worker", () => {
           claim: (request) => {
             asked.push(request.queues.reduce((sum, slot) => sum + slot.limit, 0))
             return Effect.tap(store.claim(request), (result) => Effect.sync(() => found.push(result.jobs.length)))
-          }
+          },
+          // Every job through a claim: none handed over at enqueue.
+          registerLocalWorker: () => Effect.void
         }))
       ).pipe(Layer.provide(JobStore.layerMemory))
       const Noop = Job.make({ name: "noop", payload: Schema.Struct({ i: Schema.Number }) })
@@ -506,6 +508,72 @@ describe("Worker", () => {
       // worker waits for a wake-up or its next poll, which the TestClock never reaches here.
       expect(found).not.toContain(0)
       expect(late).toBe(found.length - 1)
+    }))
+
+  it.scoped("takes jobs enqueued in its process without a claim while it has room and has claimed all that is due", () =>
+    Effect.gen(function*() {
+      const Noop = Job.make({ name: "noop", payload: Schema.Struct({ i: Schema.Number }) })
+      /** A worker (concurrency 2, prefetch 4) whose jobs wait for `release`, and the jobs each of its claims found. */
+      const scenario = (
+        prefilled: number,
+        test: (found: ReadonlyArray<number>) => Effect.Effect<void, unknown, JobClient | JobStore | Scope.Scope>
+      ) =>
+        Effect.gen(function*() {
+          const found: Array<number> = []
+          const countingStore = Layer.effect(
+            JobStore,
+            Effect.map(JobStore, (store) => ({
+              ...store,
+              claim: (request) => Effect.tap(store.claim(request), (result) => Effect.sync(() => found.push(result.jobs.length)))
+            }))
+          ).pipe(Layer.provide(JobStore.layerMemory))
+          yield* Effect.scoped(Effect.gen(function*() {
+            const client = yield* JobClient
+            yield* client.enqueueMany(Noop, Array.from({ length: prefilled }, (_, i) => ({ payload: { i } })))
+            yield* test(found)
+          })).pipe(Effect.provide(JobClient.layer.pipe(Layer.provideMerge(countingStore))))
+        })
+      const startWorker = (found: ReadonlyArray<number>) =>
+        Effect.gen(function*() {
+          const release = yield* Deferred.make<void>()
+          const worker = yield* start(
+            Worker.layer({ handlers: [Noop.handler(() => Deferred.await(release))], concurrency: 2, prefetch: 4 })
+          )
+          for (let i = 0; i < 100 && found.length === 0; i++) yield* Effect.yieldNow()
+          return { worker, release }
+        })
+      const claimed = (found: ReadonlyArray<number>) => found.reduce((sum, n) => sum + n, 0)
+
+      // Idle, its first claim found nothing: of 10 jobs enqueued, its room (2 running, 4
+      // buffered) goes to it at once, and the other 4 wait for a claim.
+      yield* scenario(0, (found) =>
+        Effect.gen(function*() {
+          const { release, worker } = yield* startWorker(found)
+          expect(found).toEqual([0])
+          const done = yield* finishedJobs(worker, 10)
+          yield* JobClient.pipe(Effect.flatMap((client) => client.enqueueMany(Noop, Array.from({ length: 10 }, (_, i) => ({ payload: { i } })))))
+          expect(yield* worker.held).toBe(6)
+          expect(claimed(found)).toBe(0)
+          yield* Deferred.succeed(release, undefined)
+          const jobs = yield* done
+          expect(new Set(jobs.map((event) => event.job.id)).size).toBe(10)
+          expect(claimed(found)).toBe(4)
+        }))
+
+      // Its first claim came back full (4 of 4): due jobs may wait in the store, so a job
+      // enqueued now is left to a claim rather than passing them.
+      yield* scenario(10, (found) =>
+        Effect.gen(function*() {
+          const { release, worker } = yield* startWorker(found)
+          expect(found).toEqual([4])
+          const done = yield* finishedJobs(worker, 11)
+          const id = yield* JobClient.pipe(Effect.flatMap((client) => client.enqueue(Noop, { i: 10 })))
+          expect(yield* worker.held).toBe(4)
+          expect((yield* Testing.getJob(id)).state).toBe("available")
+          yield* Deferred.succeed(release, undefined)
+          yield* done
+          expect(claimed(found)).toBe(11)
+        }))
     }))
 
   it.scoped("deletes each job as it completes when completed jobs are kept for no time; failures stay", () =>
@@ -612,16 +680,16 @@ describe("graceful shutdown", () => {
       let reservation: LocalReservation | undefined
       for (let i = 0; i < 100 && reservation === undefined; i++) {
         yield* Effect.yieldNow()
-        reservation = local!.reserve(Task.queue, Task.name)
+        reservation = local!.reserve(Task.queue, Task.name, 1)
       }
-      expect(reservation).toBeDefined()
+      expect(reservation?.count).toBe(1)
       // Never for a job no handler here knows.
-      expect(local!.reserve(Task.queue, "unknown")).toBeUndefined()
+      expect(local!.reserve(Task.queue, "unknown", 1)).toBeUndefined()
       // The enqueue's insert returns only after the worker stopped, with the job claimed for it.
       yield* Scope.close(scope, Exit.void)
       yield* store.insert([insertOf(Task.queue, { name: Task.name, runAt: 0 })])
       const [job] = (yield* store.claim({ workerId: local!.workerId, queues: [{ queue: Task.queue, limit: 1 }], leaseDuration: local!.leaseDuration })).jobs
-      yield* reservation!.take(job!)
+      yield* reservation!.take([job!])
       expect(yield* Testing.getJob(job!.id)).toMatchObject({ state: "available", attempt: 0 })
     }).pipe(Effect.provide(Testing.layer)))
 

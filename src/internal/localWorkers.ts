@@ -1,10 +1,10 @@
 /**
- * The workers of this process registered with a store, for handing a job just enqueued
- * straight to one with an idle runner (`JobStoreShape.registerLocalWorker`). Shared by every
- * store, so they decide alike which jobs qualify.
+ * The workers of this process registered with a store, for handing jobs just enqueued straight
+ * to one with room for them (`JobStoreShape.registerLocalWorker`). Shared by every store, so
+ * they decide alike which jobs qualify and which of a batch are handed over.
  */
 import { Duration, Effect, type Scope } from "effect"
-import type { JobInsert, LocalReservation, LocalWorker } from "../JobStore.js"
+import type { JobInsert, JobRecord, LocalReservation, LocalWorker } from "../JobStore.js"
 
 /** What a claim at `now` sets on a job, whether by a claim or by an insert for a local worker. */
 export interface ClaimStamp {
@@ -13,10 +13,52 @@ export interface ClaimStamp {
   readonly workerId: string
 }
 
-/** The claim a handed-off job is inserted under, and the runner promised to it. */
+/** The claim handed-over jobs are inserted under, the room promised to them, and which they are. */
 export interface LocalClaim extends ClaimStamp {
   readonly reservation: LocalReservation
+  /** Per job of the batch, in order: whether it is inserted claimed. `reservation.count` are. */
+  readonly picked: ReadonlyArray<boolean>
 }
+
+/** The first `count` jobs in claim order (priority, then position in the batch). */
+const pick = (jobs: ReadonlyArray<JobInsert>, count: number): ReadonlyArray<boolean> => {
+  if (count >= jobs.length) return jobs.map(() => true)
+  const picked = jobs.map(() => false)
+  const order = jobs.map((_, i) => i).sort((a, b) => jobs[a]!.priority - jobs[b]!.priority || a - b)
+  for (let i = 0; i < count; i++) picked[order[i]!] = true
+  return picked
+}
+
+/**
+ * A job as an insert for a local worker leaves it in a SQL store, built from what was inserted
+ * (the database answers only its id): the same record a claim would read back.
+ */
+export const claimedRecord = (job: JobInsert, id: string, claim: ClaimStamp): JobRecord => ({
+  id,
+  name: job.name,
+  queue: job.queue,
+  state: "running",
+  payload: job.payload,
+  priority: job.priority,
+  attempt: 1,
+  maxAttempts: job.maxAttempts,
+  trigger: job.trigger,
+  tenantId: job.tenantId,
+  metadata: job.metadata === null ? {} : JSON.parse(job.metadata),
+  uniqueKey: null,
+  traceContext: job.traceContext,
+  enqueuedAt: claim.now,
+  // Columns hold whole milliseconds.
+  runAt: Math.ceil(job.runAt),
+  attemptedAt: claim.now,
+  finishedAt: null,
+  leaseToken: 1,
+  leaseExpiresAt: claim.leaseExpiresAt,
+  workerId: claim.workerId,
+  cancelRequested: false,
+  errors: [],
+  result: null
+})
 
 export const makeLocalWorkers = () => {
   const workers = new Set<LocalWorker>()
@@ -24,22 +66,27 @@ export const makeLocalWorkers = () => {
     register: (worker: LocalWorker): Effect.Effect<void, never, Scope.Scope> =>
       Effect.acquireRelease(Effect.sync(() => void workers.add(worker)), () => Effect.sync(() => void workers.delete(worker))),
     /**
-     * A local worker's claim for these jobs inserted at `now`, if they qualify: one job, due now,
-     * without a unique key (whose duplicate answer needs the usual path), and a worker with an
-     * idle runner for its queue.
+     * A local worker's claim for some of these jobs inserted at `now`, if they qualify: all of
+     * one name and queue, due now, without unique keys (whose duplicate answers need the usual
+     * path), and a worker with room for at least one of them.
      */
     claimFor: (jobs: ReadonlyArray<JobInsert>, now: number): LocalClaim | undefined => {
-      if (workers.size === 0 || jobs.length !== 1) return undefined
-      const job = jobs[0]!
-      if (job.uniqueKey !== null || job.runAt > now) return undefined
+      const first = jobs[0]
+      if (workers.size === 0 || first === undefined) return undefined
+      for (const job of jobs) {
+        if (job.uniqueKey !== null || job.runAt > now || job.queue !== first.queue || job.name !== first.name) {
+          return undefined
+        }
+      }
       for (const worker of workers) {
-        const reservation = worker.reserve(job.queue, job.name)
+        const reservation = worker.reserve(first.queue, first.name, jobs.length)
         if (reservation !== undefined) {
           return {
             now,
             leaseExpiresAt: now + Duration.toMillis(worker.leaseDuration),
             workerId: worker.workerId,
-            reservation
+            reservation,
+            picked: pick(jobs, reservation.count)
           }
         }
       }

@@ -120,10 +120,10 @@ interface Lane {
   readonly buffer: Array<Held | undefined>
   head: number
   running: number
-  /** Buffered, running, or promised to a job being enqueued in this process. */
+  /** Buffered, running, or promised to jobs being enqueued in this process (see `reserve`). */
   occupied: number
-  /** Runners promised to jobs being enqueued in this process (see `reserve`). */
-  reserved: number
+  /** The last claim for this queue took fewer jobs than asked: none due is left in the database. */
+  caughtUp: boolean
 }
 
 /** A job this worker holds a lease on, from its claim until its settlement is written. */
@@ -184,7 +184,7 @@ export const makeWorker = (
     const slotFreed = yield* Queue.sliding<void>(1)
     const workAvailable = yield* Queue.sliding<void>(1)
     const lanes = new Map<string, Lane>(
-      Array.from(queueLimits, ([queue, limit]) => [queue, { limit, buffer: [], head: 0, running: 0, occupied: 0, reserved: 0 }])
+      Array.from(queueLimits, ([queue, limit]) => [queue, { limit, buffer: [], head: 0, running: 0, occupied: 0, caughtUp: false }])
     )
     const laneList = [...lanes.values()]
 
@@ -277,41 +277,39 @@ export const makeWorker = (
       })
     })
     // --- jobs handed over at enqueue -------------------------------------------------------
-    // A job enqueued in this process while a runner idles is inserted already claimed for this
-    // worker and handed over when the insert returns: no wake-up, no claim round trip. Only an
-    // idle runner with nothing buffered for the queue is promised, so no job waits behind it.
-    let reservedTotal = 0
-    const reserve = (queue: string, name: string): LocalReservation | undefined => {
+    // Jobs enqueued in this process are inserted already claimed for this worker and handed over
+    // when the insert returns, when it has room for them as a claim would: no wake-up, no claim
+    // round trip, and no claim's work in the database. Only while the queue's last claim found
+    // no more due jobs than it took, so that jobs handed over do not pass ones waiting in the
+    // database; a full claim ends that until a claim comes back short again.
+    const reserve = (queue: string, name: string, count: number): LocalReservation | undefined => {
       const lane = lanes.get(queue)
       // A job this worker has no handler for is left to a worker that has one.
-      if (lane === undefined || !byName.has(name) || stopFetching || idleRunners.length <= reservedTotal) return undefined
-      const buffered = lane.occupied - lane.running - lane.reserved
-      if (buffered > 0 || lane.running + lane.reserved >= lane.limit) return undefined
-      lane.reserved++
-      lane.occupied++
-      reservedTotal++
+      if (lane === undefined || !lane.caughtUp || !byName.has(name) || stopFetching) return undefined
+      const room = Math.min(count, queueCapacity(lane.limit) - lane.occupied, capacity - total((lane) => lane.occupied))
+      if (room <= 0) return undefined
+      lane.occupied += room
       let settled = false
       const release = () => {
         settled = true
-        lane.reserved--
-        lane.occupied--
-        reservedTotal--
+        lane.occupied -= room
       }
       return {
-        take: (record) =>
+        count: room,
+        take: (records) =>
           Effect.suspend(() => {
             if (settled) return Effect.void
             release()
-            // Shutting down meanwhile: give the job back at once rather than hold it.
-            if (draining) return Effect.ignore(store.settle([Settlement.Release(leaseOf(record))]))
-            hold(record)
-            wakeRunners(1)
+            // Shutting down meanwhile: give the jobs back at once rather than hold them.
+            if (draining) return Effect.ignore(store.settle(records.map((record) => Settlement.Release(leaseOf(record)))))
+            for (const record of records) hold(record)
+            wakeRunners(records.length)
             return Effect.void
           }),
         cancel: () => {
           if (settled) return
           release()
-          Queue.unsafeOffer(slotFreed, undefined)
+          roomFreed()
         }
       }
     }
@@ -536,8 +534,18 @@ export const makeWorker = (
       if (slots.length === 0) return Effect.as(Queue.take(slotFreed), full)
       return store.claim({ workerId, queues: slots, leaseDuration: settings.leaseDuration }).pipe(
         Effect.map(({ jobs, nextRunAt }): FetchState => {
-          for (const record of jobs) hold(record)
+          const claimed = new Map<string, number>()
+          for (const record of jobs) {
+            hold(record)
+            claimed.set(record.queue, (claimed.get(record.queue) ?? 0) + 1)
+          }
           wakeRunners(jobs.length)
+          let caughtUp = true
+          for (const slot of slots) {
+            const lane = lanes.get(slot.queue)!
+            lane.caughtUp = (claimed.get(slot.queue) ?? 0) < slot.limit
+            caughtUp &&= lane.caughtUp
+          }
           if (jobs.length === 0) return { _tag: "idle", nextRunAt }
           if (jobs.length >= slots.reduce((sum, slot) => sum + slot.limit, 0)) {
             claimBudget = Math.min(capacity, claimBudget * 2)
@@ -546,9 +554,7 @@ export const makeWorker = (
           // Every queue gave fewer than asked: none has more due now, and claiming again at once
           // would only find nothing (then ask for the next run-at): two round trips per batch of
           // new jobs, measured. Wait for a wake-up or the shortest poll instead.
-          const claimed = new Map<string, number>()
-          for (const record of jobs) claimed.set(record.queue, (claimed.get(record.queue) ?? 0) + 1)
-          return slots.every((slot) => (claimed.get(slot.queue) ?? 0) < slot.limit) ? drained : busy
+          return caughtUp ? drained : busy
         }),
         Effect.catchAllCause((cause) =>
           Effect.as(Effect.logWarning("claiming jobs failed", cause), { _tag: "idle", nextRunAt: null } as const)

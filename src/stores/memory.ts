@@ -28,7 +28,7 @@ const isActive = (state: JobState) =>
   state === "scheduled" || state === "available" || state === "running" || state === "retryable"
 
 /** Priority (lower first), then run-at, then insertion order: the order every store claims in. */
-const claimOrder = (a: Row, b: Row) => a.priority - b.priority || a.runAt - b.runAt || Number(a.id) - Number(b.id)
+const claimOrder = (a: JobRecord, b: JobRecord) => a.priority - b.priority || a.runAt - b.runAt || Number(a.id) - Number(b.id)
 
 /** Rows are copied in and out, so callers never share mutable state with the store. */
 const snapshot = (row: Row): JobRecord => ({ ...row, errors: [...row.errors] })
@@ -93,23 +93,30 @@ export const makeMemoryStore = Effect.gen(function*() {
         results.push({ id, inserted: true })
         queues.add(job.queue)
       }
+      const wake = Effect.forEach(queues, (queue) => PubSub.publish(wakeups, queue), { discard: true })
       if (local !== undefined) {
-        // One job, due now: inserted, then claimed for the local worker at once, as the SQL
-        // stores do in one statement.
-        const row = rows.get(results[0]!.id)!
-        if (paused.has(row.queue)) {
+        // Jobs due now, without unique keys (so each was inserted): the picked ones claimed for
+        // the local worker at once, as the SQL stores do in the inserting statement.
+        if (paused.has(jobs[0]!.queue)) {
           local.reservation.cancel()
         } else {
-          row.state = "running"
-          row.attempt = 1
-          row.attemptedAt = at
-          row.leaseToken = 1
-          row.leaseExpiresAt = local.leaseExpiresAt
-          row.workerId = local.workerId
-          return Effect.as(local.reservation.take(snapshot(row)), results)
+          const taken: Array<JobRecord> = []
+          for (let i = 0; i < results.length; i++) {
+            if (!local.picked[i]) continue
+            const row = rows.get(results[i]!.id)!
+            row.state = "running"
+            row.attempt = 1
+            row.attemptedAt = at
+            row.leaseToken = 1
+            row.leaseExpiresAt = local.leaseExpiresAt
+            row.workerId = local.workerId
+            taken.push(snapshot(row))
+          }
+          const rest = taken.length < results.length ? wake : Effect.void
+          return Effect.as(Effect.zipRight(local.reservation.take(taken.sort(claimOrder)), rest), results)
         }
       }
-      return Effect.as(Effect.forEach(queues, (queue) => PubSub.publish(wakeups, queue), { discard: true }), results)
+      return Effect.as(wake, results)
     })
 
   const claim = (request: ClaimRequest) =>

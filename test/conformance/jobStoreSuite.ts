@@ -441,26 +441,31 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
           expect(last).toEqual({ schedule, tick: tick + 60_000 })
         }))
 
-      it.scoped("hands a job enqueued now to a local worker with a free runner, inserted already claimed", () =>
+      it.scoped("hands jobs enqueued now to a local worker with room, inserted already claimed", () =>
         Effect.gen(function*() {
           const store = yield* setup
           const queue = freshQueue("local")
           const paused = freshQueue("local-paused")
-          const taken: Array<JobRecord> = []
-          const asked: Array<string> = []
+          const taken: Array<ReadonlyArray<JobRecord>> = []
+          const asked: Array<[string, number]> = []
+          let room = 1
           let cancelled = 0
           const localWorker = {
             workerId: "local-1",
             leaseDuration: Duration.seconds(30),
-            reserve: (q: string) => {
-              asked.push(q)
+            reserve: (q: string, _name: string, count: number) => {
+              asked.push([q, count])
               return q === queue || q === paused
-                ? { take: (job: JobRecord) => Effect.sync(() => void taken.push(job)), cancel: () => void cancelled++ }
+                ? {
+                  count: Math.min(count, room),
+                  take: (jobs: ReadonlyArray<JobRecord>) => Effect.sync(() => void taken.push(jobs)),
+                  cancel: () => void cancelled++
+                }
                 : undefined
             }
           }
           yield* store.registerLocalWorker(localWorker)
-          const [handed] = yield* store.insert([insertOf(queue, { tenantId: "ws-1" })])
+          const [handed] = yield* store.insert([insertOf(queue, { tenantId: "ws-1", metadata: JSON.stringify({ a: 1 }) })])
           const claimed = {
             id: handed!.id,
             queue,
@@ -469,33 +474,51 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
             leaseToken: 1,
             workerId: "local-1",
             tenantId: "ws-1",
+            metadata: { a: 1 },
             attemptedAt: t0,
             leaseExpiresAt: t0 + 30_000
           }
           expect(taken).toHaveLength(1)
-          expect(taken[0]).toMatchObject(claimed)
-          expect(yield* get(store, handed!.id)).toMatchObject(claimed)
+          expect(taken[0]).toEqual([yield* get(store, handed!.id)])
+          expect(taken[0]![0]).toMatchObject(claimed)
           expect(yield* claimAll(store, queue)).toEqual([])
           expect(yield* store.settle([Settlement.Complete({ id: handed!.id, token: 1, result: null })])).toEqual([true])
 
-          // Only a single job, due now, without a unique key, is offered.
+          // A batch larger than the room: the jobs first by priority go, in claim order; the
+          // rest wait for a claim, announced.
+          room = 2
+          const wakeups = yield* store.subscribeWakeups
+          const woken = yield* Effect.fork(wakeups.pipe(Stream.filter((q) => q === queue), Stream.take(1), Stream.runDrain))
+          const batch = yield* store.insert([
+            insertOf(queue, { priority: 5 }),
+            insertOf(queue, { priority: 1 }),
+            insertOf(queue, { priority: 5 }),
+            insertOf(queue, { priority: 0 })
+          ])
+          expect(asked.at(-1)).toEqual([queue, 4])
+          expect(taken[1]!.map((job) => job.id)).toEqual([batch[3]!.id, batch[1]!.id])
+          for (const job of taken[1]!) expect(job).toEqual(yield* get(store, job.id))
+          yield* Fiber.join(woken)
+          expect((yield* claimAll(store, queue)).map((job) => job.id)).toEqual([batch[0]!.id, batch[2]!.id])
+
+          // Only jobs due now, without unique keys, of one queue, are offered.
           asked.length = 0
           yield* store.insert([insertOf(queue, { runAt: t0 + 1000 })])
-          yield* store.insert([insertOf(queue, { uniqueKey: `${queue}-key` })])
-          yield* store.insert([insertOf(queue), insertOf(queue)])
+          yield* store.insert([insertOf(queue), insertOf(queue, { uniqueKey: `${queue}-key` })])
+          yield* store.insert([insertOf(queue), insertOf(freshQueue("local-mixed"))])
           expect(asked).toEqual([])
-          // A worker without a free runner for the queue: the job waits for a claim.
+          // A worker without room for the queue: the job waits for a claim.
           const other = freshQueue("local-other")
           yield* store.insert([insertOf(other)])
-          expect(asked).toEqual([other])
+          expect(asked).toEqual([[other, 1]])
           expect(yield* claimAll(store, other)).toHaveLength(1)
 
-          // A paused queue: the runner is given back, and the job waits as available.
+          // A paused queue: the room is given back, and the jobs wait as available.
           yield* store.setQueuePaused(paused, true)
-          const [waiting] = yield* store.insert([insertOf(paused)])
+          const waiting = yield* store.insert([insertOf(paused), insertOf(paused)])
           expect(cancelled).toBe(1)
-          expect((yield* get(store, waiting!.id)).state).toBe("available")
-          expect(taken).toHaveLength(1)
+          for (const job of waiting) expect((yield* get(store, job.id)).state).toBe("available")
+          expect(taken).toHaveLength(2)
         }))
 
       it.scoped("stops handing jobs to a local worker once its registration's scope closes", () =>

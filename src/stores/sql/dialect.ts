@@ -86,19 +86,25 @@ export interface CompleteRow {
  * A single job's insert as plain parameters, in this order: cheaper than a JSON batch of one.
  * Both dialects read them in this order.
  */
+const ownValues = (row: InsertRow) =>
+  [row.name, row.queue, row.payload, row.priority, row.max_attempts, row.trigger, row.tenant_id, row.metadata] as const
+
 export const singleInsertParams = (row: InsertRow, now: number): ReadonlyArray<unknown> => [
-  row.name,
-  row.queue,
-  row.payload,
-  row.priority,
-  row.max_attempts,
-  row.trigger,
-  row.tenant_id,
-  row.metadata,
+  ...ownValues(row),
   row.unique_key,
   row.trace_context,
   row.run_at,
   now
+]
+
+/** The parameters of one job inserted claimed for a local worker (never with a unique key). */
+export const claimedInsertParams = (row: InsertRow, claim: ClaimStamp): ReadonlyArray<unknown> => [
+  ...ownValues(row),
+  row.trace_context,
+  row.run_at,
+  claim.now,
+  claim.leaseExpiresAt,
+  claim.workerId
 ]
 
 /** A settlement, flattened for one batch statement. */
@@ -134,11 +140,15 @@ export interface Dialect {
 
   readonly insert: (rows: ReadonlyArray<InsertRow>, now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly unique_key: string | null }>, SqlError>
   /**
-   * Insert one job already claimed by a worker of this process (see `registerLocalWorker`),
-   * unless its queue is paused, then as available. Answers the values of `claimedColumns` and
-   * then the state the job was inserted in.
+   * Insert jobs due now without unique keys, the `picked` ones already claimed by a worker of
+   * this process (see `registerLocalWorker`) unless their queue is paused. Answers each job's
+   * `[id, state]` in input order.
    */
-  readonly insertClaimed: (row: InsertRow, claim: ClaimStamp) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+  readonly insertClaimed: (
+    rows: ReadonlyArray<InsertRow>,
+    picked: ReadonlyArray<boolean>,
+    claim: ClaimStamp
+  ) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   readonly liveByUniqueKey: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly unique_key: string }>, SqlError>
   readonly claim: (params: ClaimStamp & {
     readonly queues: ReadonlyArray<{ readonly queue: string; readonly limit: number }>

@@ -7,11 +7,25 @@ import { TransactionConnection } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, Stream } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import { claimedColumns, type Dialect, type JobRow, listQuery, type Migration, type Signal, singleInsertParams } from "./dialect.js"
+import { claimedColumns, claimedInsertParams, type Dialect, type InsertRow, type JobRow, listQuery, type Migration, type Signal, singleInsertParams } from "./dialect.js"
 import { listenTo } from "./pgListener.js"
 import { PgPool, prepared, queryPool } from "./pgPool.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
+
+/** A batch of jobs without unique keys as one array per column, the first ten parameters of a plain insert. */
+const columnsOf = (rows: ReadonlyArray<InsertRow>) => [
+  rows.map((row) => row.name),
+  rows.map((row) => row.queue),
+  rows.map((row) => row.payload),
+  rows.map((row) => row.priority),
+  rows.map((row) => row.max_attempts),
+  rows.map((row) => row.trigger),
+  rows.map((row) => row.tenant_id),
+  rows.map((row) => row.metadata),
+  rows.map((row) => row.trace_context),
+  rows.map((row) => row.run_at)
+]
 
 /**
  * Commit this statement's transaction without waiting for its WAL flush. Used for the worker's
@@ -154,18 +168,34 @@ export const makePgDialect = (schema: string) =>
     const insertOneSql = insertOne("ON CONFLICT DO NOTHING")
     const insertOnePlainSql = insertOne("")
 
-    // A job for a worker of this process, inserted as its claim would leave it, in one statement.
-    const insertClaimedSql = prepared(`
-      INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
-                           unique_key, trace_context, enqueued_at, run_at, attempt, attempted_at, lease_token,
-                           lease_expires_at, worker_id)
-      SELECT $1::text, $2::text, CASE WHEN p.paused THEN 'available' ELSE 'running' END, $3::text, $4::int, $5::int,
-             $6::text, $7::text, $8::text, $9::text, $10::text, $12::bigint, $11::bigint,
-             CASE WHEN p.paused THEN 0 ELSE 1 END, CASE WHEN p.paused THEN NULL ELSE $12::bigint END,
-             CASE WHEN p.paused THEN 0 ELSE 1 END, CASE WHEN p.paused THEN NULL ELSE $13::bigint END,
-             CASE WHEN p.paused THEN NULL ELSE $14::text END
-      FROM (SELECT EXISTS (SELECT 1 FROM ${s}.queues q WHERE q.name = $2::text AND q.paused) AS paused) AS p
-      RETURNING ${claimedColumns.join(", ")}, state`)
+    // Jobs for a worker of this process, inserted as its claim would leave them, in one
+    // statement; the database answers ids alone, as the records are built from what was sent.
+    const claimedValues = (claimed: string, now: string, leaseExpiresAt: string, workerId: string) =>
+      `CASE WHEN ${claimed} THEN 1 ELSE 0 END, CASE WHEN ${claimed} THEN ${now} END,
+       CASE WHEN ${claimed} THEN 1 ELSE 0 END, CASE WHEN ${claimed} THEN ${leaseExpiresAt} END,
+       CASE WHEN ${claimed} THEN ${workerId} END`
+    const claimedInsertColumns = `name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
+      trace_context, enqueued_at, run_at, attempt, attempted_at, lease_token, lease_expires_at, worker_id`
+    const insertClaimedOneSql = prepared(`
+      INSERT INTO ${jobs} (${claimedInsertColumns})
+      SELECT $1::text, $2::text, CASE WHEN c.claimed THEN 'running' ELSE 'available' END, $3::text, $4::int, $5::int,
+             $6::text, $7::text, $8::text, $9::text, $11::bigint, $10::bigint,
+             ${claimedValues("c.claimed", "$11::bigint", "$12::bigint", "$13::text")}
+      FROM (SELECT NOT EXISTS (SELECT 1 FROM ${s}.queues q WHERE q.name = $2::text AND q.paused) AS claimed) AS c
+      RETURNING id::text, state`)
+    const insertClaimedManySql = prepared(`
+      INSERT INTO ${jobs} (${claimedInsertColumns})
+      SELECT x.name, x.queue, CASE WHEN c.claimed THEN 'running' ELSE 'available' END, x.payload, x.priority,
+             x.max_attempts, x.trigger, x.tenant_id, x.metadata, x.trace_context, $11::bigint, x.run_at,
+             ${claimedValues("c.claimed", "$11::bigint", "$12::bigint", "$13::text")}
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::text[],
+                  $9::text[], $10::bigint[], $14::bool[]) WITH ORDINALITY
+           AS x(name, queue, payload, priority, max_attempts, trigger, tenant_id, metadata, trace_context, run_at, picked, ord)
+      CROSS JOIN LATERAL (
+        SELECT x.picked AND NOT EXISTS (SELECT 1 FROM ${s}.queues q WHERE q.name = x.queue AND q.paused) AS claimed
+      ) AS c
+      ORDER BY x.ord
+      RETURNING id::text, state`)
 
     const claimSql = prepared(`
       WITH slots AS (
@@ -276,19 +306,7 @@ export const makePgDialect = (schema: string) =>
           ? single(row.unique_key === null ? insertOnePlainSql : insertOneSql, singleInsertParams(row, now))
           : rows.some((row) => row.unique_key !== null)
           ? q(insertSql, [JSON.stringify(rows), now])
-          : q(insertPlainSql, [
-            rows.map((row) => row.name),
-            rows.map((row) => row.queue),
-            rows.map((row) => row.payload),
-            rows.map((row) => row.priority),
-            rows.map((row) => row.max_attempts),
-            rows.map((row) => row.trigger),
-            rows.map((row) => row.tenant_id),
-            rows.map((row) => row.metadata),
-            rows.map((row) => row.trace_context),
-            rows.map((row) => row.run_at),
-            now
-          ])
+          : q(insertPlainSql, [...columnsOf(rows), now])
       },
       liveByUniqueKey: (keys) =>
         q(
@@ -296,8 +314,13 @@ export const makePgDialect = (schema: string) =>
            WHERE unique_key IN (SELECT value FROM json_array_elements_text($1::json)) AND state IN ${active}`,
           [JSON.stringify(keys)]
         ),
-      insertClaimed: (row, claim) =>
-        single(insertClaimedSql, [...singleInsertParams(row, claim.now), claim.leaseExpiresAt, claim.workerId], "array"),
+      insertClaimed: (rows, picked, claim) => {
+        const [row] = rows
+        return rows.length === 1 && row !== undefined
+          ? single(insertClaimedOneSql, claimedInsertParams(row, claim), "array")
+          : sql.unsafe(insertClaimedManySql, [...columnsOf(rows), claim.now, claim.leaseExpiresAt, claim.workerId, picked])
+            .values
+      },
       claim: ({ leaseExpiresAt, now, queues, workerId }) =>
         sql.unsafe(claimSql, [JSON.stringify(queues.map(({ limit, queue }) => ({ queue, lim: limit }))), now, leaseExpiresAt, workerId]).values,
       nextRunAt: (queues, now) =>

@@ -7,7 +7,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Schedule } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import { claimedColumns, type Dialect, type JobRow, listQuery, type Migration, singleInsertParams } from "./dialect.js"
+import { claimedColumns, claimedInsertParams, type Dialect, type JobRow, listQuery, type Migration, singleInsertParams } from "./dialect.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
 const active = `('scheduled', 'available', 'running', 'retryable')`
@@ -112,21 +112,32 @@ export const makeSqliteDialect = (prefix: string) =>
       ON CONFLICT DO NOTHING
       RETURNING CAST(id AS TEXT) AS id, unique_key`
 
-    // A job for a worker of this process, inserted as its claim would leave it, in one statement.
-    const insertClaimedSql = `
+    // Jobs for a worker of this process, inserted as its claim would leave them, in one
+    // statement; the database answers ids alone, as the records are built from what was sent.
+    const insertClaimedSql = (source: string) => `
       INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
-                           unique_key, trace_context, enqueued_at, run_at, attempt, attempted_at, lease_token,
+                           trace_context, enqueued_at, run_at, attempt, attempted_at, lease_token,
                            lease_expires_at, worker_id)
-      SELECT name, queue, CASE WHEN paused THEN 'available' ELSE 'running' END, payload, priority, max_attempts,
-             trigger, tenant_id, metadata, unique_key, trace_context, now, run_at,
-             CASE WHEN paused THEN 0 ELSE 1 END, CASE WHEN paused THEN NULL ELSE now END,
-             CASE WHEN paused THEN 0 ELSE 1 END, CASE WHEN paused THEN NULL ELSE lease_expires_at END,
-             CASE WHEN paused THEN NULL ELSE worker_id END
-      FROM (SELECT x.*, EXISTS (SELECT 1 FROM ${t("queues")} q WHERE q.name = x.queue AND q.paused) AS paused
-            FROM (SELECT ? AS name, ? AS queue, ? AS payload, ? AS priority, ? AS max_attempts, ? AS trigger,
-                         ? AS tenant_id, ? AS metadata, ? AS unique_key, ? AS trace_context, ? AS run_at, ? AS now,
-                         ? AS lease_expires_at, ? AS worker_id) AS x)
-      RETURNING ${claimedColumns.join(", ")}, state`
+      SELECT name, queue, CASE WHEN claimed THEN 'running' ELSE 'available' END, payload, priority, max_attempts,
+             trigger, tenant_id, metadata, trace_context, now, run_at,
+             CASE WHEN claimed THEN 1 ELSE 0 END, CASE WHEN claimed THEN now END,
+             CASE WHEN claimed THEN 1 ELSE 0 END, CASE WHEN claimed THEN lease_expires_at END,
+             CASE WHEN claimed THEN worker_id END
+      FROM (SELECT x.*, x.picked AND NOT EXISTS (SELECT 1 FROM ${t("queues")} q WHERE q.name = x.queue AND q.paused) AS claimed
+            FROM (${source}) AS x)
+      WHERE true ORDER BY ord
+      RETURNING CAST(id AS TEXT), state`
+    const insertClaimedOneSql = insertClaimedSql(`
+      SELECT 0 AS ord, ? AS name, ? AS queue, ? AS payload, ? AS priority, ? AS max_attempts, ? AS trigger,
+             ? AS tenant_id, ? AS metadata, ? AS trace_context, ? AS run_at, 1 AS picked, ? AS now,
+             ? AS lease_expires_at, ? AS worker_id`)
+    const insertClaimedManySql = insertClaimedSql(`
+      SELECT key AS ord, ${field("name")} AS name, ${field("queue")} AS queue, ${field("payload")} AS payload,
+             ${field("priority")} AS priority, ${field("max_attempts")} AS max_attempts, ${field("trigger")} AS trigger,
+             ${field("tenant_id")} AS tenant_id, ${field("metadata")} AS metadata,
+             ${field("trace_context")} AS trace_context, ${field("run_at")} AS run_at, ${field("picked")} AS picked,
+             ? AS now, ? AS lease_expires_at, ? AS worker_id
+      FROM json_each(?)`)
 
     const claimSql = `
       UPDATE ${jobs} SET state = 'running', attempt = attempt + 1, attempted_at = ?, lease_token = lease_token + 1,
@@ -219,8 +230,17 @@ export const makeSqliteDialect = (prefix: string) =>
            WHERE unique_key IN (SELECT value FROM json_each(?)) AND state IN ${active}`,
           [JSON.stringify(keys)]
         ),
-      insertClaimed: (row, claim) =>
-        values(insertClaimedSql, [...singleInsertParams(row, claim.now), claim.leaseExpiresAt, claim.workerId]),
+      insertClaimed: (rows, picked, claim) => {
+        const [row] = rows
+        return rows.length === 1 && row !== undefined
+          ? values(insertClaimedOneSql, claimedInsertParams(row, claim))
+          : values(insertClaimedManySql, [
+            claim.now,
+            claim.leaseExpiresAt,
+            claim.workerId,
+            JSON.stringify(rows.map((row, i) => ({ ...row, picked: picked[i] })))
+          ])
+      },
       claim: ({ leaseExpiresAt, now, queues, workerId }) =>
         Effect.map(
           Effect.forEach(queues, ({ limit, queue }) => values(claimSql, [now, leaseExpiresAt, workerId, queue, now, queue, limit])),

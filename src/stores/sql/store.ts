@@ -18,8 +18,8 @@ import type {
   Settlement,
   Trigger
 } from "../../JobStore.js"
-import { type ClaimStamp, type LocalClaim, makeLocalWorkers } from "../../internal/localWorkers.js"
-import { claimedColumns, type CompleteRow, type Dialect, type InsertRow, type JobRow, type SettleRow } from "./dialect.js"
+import { type ClaimStamp, claimedRecord, type LocalClaim, makeLocalWorkers } from "../../internal/localWorkers.js"
+import { type CompleteRow, type Dialect, type InsertRow, type JobRow, type SettleRow } from "./dialect.js"
 
 const num = (value: number | string | bigint | null): number | null => value === null ? null : Number(value)
 
@@ -208,21 +208,31 @@ export const makeSqlStore = (dialect: Dialect) =>
       )
 
     /**
-     * One job for a worker of this process: inserted claimed and handed over, in one round trip
-     * that is not interrupted halfway, or the worker would hold a lease on a job it never got.
+     * Jobs for a worker of this process: inserted, those picked already claimed, and handed over,
+     * in one round trip that is not interrupted halfway, or the worker would hold leases on jobs
+     * it never got.
      */
-    const insertForLocalWorker = (row: InsertRow, local: LocalClaim, listenedBefore: boolean) =>
-      dialect.insertClaimed(row, local).pipe(
+    const insertForLocalWorker = (
+      jobs: ReadonlyArray<JobInsert>,
+      rows: ReadonlyArray<InsertRow>,
+      local: LocalClaim,
+      listenedBefore: boolean
+    ) =>
+      dialect.insertClaimed(rows, local.picked, local).pipe(
         Effect.onError(() => Effect.sync(() => local.reservation.cancel())),
-        Effect.flatMap((values) => {
-          const inserted = values[0]!
-          const results: ReadonlyArray<InsertResult> = [{ id: String(inserted[0]), inserted: true }]
-          if (inserted[claimedColumns.length] === "running") {
-            return Effect.as(local.reservation.take(toClaimedRecord(inserted, local)), results)
+        Effect.flatMap((inserted) => {
+          const results: Array<InsertResult> = []
+          const claimed: Array<JobRecord> = []
+          for (let i = 0; i < inserted.length; i++) {
+            const [id, state] = inserted[i]!
+            results.push({ id: String(id), inserted: true })
+            if (state === "running") claimed.push(claimedRecord(jobs[i]!, String(id), local))
           }
-          // Its queue is paused: inserted as available, for whoever claims it once resumed.
-          local.reservation.cancel()
-          return Effect.as(wakeForOwnWrite(listenedBefore, [row.queue]), results)
+          // The rest wait for a claim, all of them if the queue is paused.
+          const waiting = claimed.length < jobs.length ? wakeForOwnWrite(listenedBefore, [jobs[0]!.queue]) : Effect.void
+          if (claimed.length === 0) local.reservation.cancel()
+          else return Effect.as(Effect.zipRight(local.reservation.take(claimed.sort(claimOrder)), waiting), results)
+          return Effect.as(waiting, results)
         }),
         Effect.uninterruptible
       )
@@ -251,7 +261,7 @@ export const makeSqlStore = (dialect: Dialect) =>
         const local = Option.isSome(yield* Effect.serviceOption(TransactionConnection))
           ? undefined
           : localWorkers.claimFor(jobs, now)
-        if (local !== undefined) return yield* insertForLocalWorker(rows[0]!, local, listenedBefore)
+        if (local !== undefined) return yield* insertForLocalWorker(jobs, rows, local, listenedBefore)
         // Inserted rows come back in input order; a row whose unique key was live (in the
         // database, or earlier in this batch) is skipped by the unique index and answered with
         // the live job instead.
