@@ -1,11 +1,12 @@
 // Enqueue-to-start latency with an idle worker (the W4 workload), without the harness, split
-// into its steps: `node bench/latency.mjs sqlite|pg [n] [gapMs]` after `npm run build`.
+// into its steps: `node bench/latency.mjs sqlite|pg [n] [gapMs]` after `npm run build`;
+// `PROFILE=file.cpuprofile` profiles the enqueues.
 // On PostgreSQL the split comes from timing the driver's insert: before it was sent (Conveyor's
 // enqueue), the database round trip, and after its answer (hand-over to the handler).
 import { Effect, Layer, Schema, Scope, Exit } from 'effect'
 import Pg from 'pg'
 import { Job, JobClient, Worker } from '../dist/index.js'
-import { openStore } from './standalone.mjs'
+import { openStore, roundProfile } from './standalone.mjs'
 
 const [storeName = 'pg', nArg = '300', gapArg = '20'] = process.argv.slice(2)
 const n = Number(nArg)
@@ -32,6 +33,8 @@ const scope = await run(Scope.make())
 await run(Layer.buildWithScope(Worker.layer({ handlers: [handler], concurrency: 16 }), scope))
 await new Promise((r) => setTimeout(r, 1000))
 const rows = []
+const profile = roundProfile(true)
+await profile.start()
 const origin = performance.now()
 for (let i = 0; i < n; i++) {
   const due = origin + i * gap
@@ -43,6 +46,7 @@ for (let i = 0; i < n; i++) {
   while (!starts.has(i)) await new Promise((r) => setImmediate(r))
   rows.push({ total: starts.get(i) - t0, enqueued: t1 - t0, before: sent - t0, database: answered - sent, after: starts.get(i) - answered })
 }
+await profile.stop()
 await run(Scope.close(scope, Exit.void))
 const pick = (key, q) => { const v = rows.map((r) => r[key]).sort((a, b) => a - b); return v[Math.min(v.length - 1, Math.floor(q * v.length))].toFixed(2) }
 for (const key of ['total', 'enqueued', ...(storeName === 'pg' ? ['before', 'database', 'after'] : [])]) {
