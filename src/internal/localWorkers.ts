@@ -16,18 +16,18 @@ export interface ClaimStamp {
 /** The claim handed-over jobs are inserted under, the room promised to them, and which they are. */
 export interface LocalClaim extends ClaimStamp {
   readonly reservation: LocalReservation
-  /** Per job of the batch, in order: whether it is inserted claimed. `reservation.count` are. */
-  readonly picked: ReadonlyArray<boolean>
+  /** The positions in the batch of the `reservation.count` jobs handed over, in claim order. */
+  readonly handed: ReadonlyArray<number>
 }
 
-/** The first `count` jobs in claim order (priority, then position in the batch). */
-const pick = (jobs: ReadonlyArray<JobInsert>, count: number): ReadonlyArray<boolean> => {
-  if (count >= jobs.length) return jobs.map(() => true)
-  const picked = jobs.map(() => false)
-  const order = jobs.map((_, i) => i).sort((a, b) => jobs[a]!.priority - jobs[b]!.priority || a - b)
-  for (let i = 0; i < count; i++) picked[order[i]!] = true
-  return picked
-}
+/**
+ * The positions of the first `count` jobs in claim order: priority, then run-at, then position
+ * (the order of their ids, as the batch is inserted in order).
+ */
+const pick = (jobs: ReadonlyArray<JobInsert>, count: number): ReadonlyArray<number> =>
+  jobs.map((_, i) => i)
+    .sort((a, b) => jobs[a]!.priority - jobs[b]!.priority || jobs[a]!.runAt - jobs[b]!.runAt || a - b)
+    .slice(0, count)
 
 /**
  * A job as an insert for a local worker leaves it in a SQL store, built from what was inserted
@@ -86,7 +86,7 @@ export const makeLocalWorkers = () => {
             leaseExpiresAt: now + Duration.toMillis(worker.leaseDuration),
             workerId: worker.workerId,
             reservation,
-            picked: pick(jobs, reservation.count)
+            handed: pick(jobs, reservation.count)
           }
         }
       }

@@ -28,7 +28,7 @@ const isActive = (state: JobState) =>
   state === "scheduled" || state === "available" || state === "running" || state === "retryable"
 
 /** Priority (lower first), then run-at, then insertion order: the order every store claims in. */
-const claimOrder = (a: JobRecord, b: JobRecord) => a.priority - b.priority || a.runAt - b.runAt || Number(a.id) - Number(b.id)
+const claimOrder = (a: Row, b: Row) => a.priority - b.priority || a.runAt - b.runAt || Number(a.id) - Number(b.id)
 
 /** Rows are copied in and out, so callers never share mutable state with the store. */
 const snapshot = (row: Row): JobRecord => ({ ...row, errors: [...row.errors] })
@@ -101,8 +101,7 @@ export const makeMemoryStore = Effect.gen(function*() {
           local.reservation.cancel()
         } else {
           const taken: Array<JobRecord> = []
-          for (let i = 0; i < results.length; i++) {
-            if (!local.picked[i]) continue
+          for (const i of local.handed) {
             const row = rows.get(results[i]!.id)!
             row.state = "running"
             row.attempt = 1
@@ -113,7 +112,7 @@ export const makeMemoryStore = Effect.gen(function*() {
             taken.push(snapshot(row))
           }
           const rest = taken.length < results.length ? wake : Effect.void
-          return Effect.as(Effect.zipRight(local.reservation.take(taken.sort(claimOrder)), rest), results)
+          return Effect.as(Effect.zipRight(local.reservation.take(taken), rest), results)
         }
       }
       return Effect.as(wake, results)

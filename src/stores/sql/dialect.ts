@@ -82,13 +82,13 @@ export interface CompleteRow {
   readonly result: string | null
 }
 
+const ownValues = (row: InsertRow) =>
+  [row.name, row.queue, row.payload, row.priority, row.max_attempts, row.trigger, row.tenant_id, row.metadata] as const
+
 /**
  * A single job's insert as plain parameters, in this order: cheaper than a JSON batch of one.
  * Both dialects read them in this order.
  */
-const ownValues = (row: InsertRow) =>
-  [row.name, row.queue, row.payload, row.priority, row.max_attempts, row.trigger, row.tenant_id, row.metadata] as const
-
 export const singleInsertParams = (row: InsertRow, now: number): ReadonlyArray<unknown> => [
   ...ownValues(row),
   row.unique_key,

@@ -218,21 +218,24 @@ export const makeSqlStore = (dialect: Dialect) =>
       local: LocalClaim,
       listenedBefore: boolean
     ) =>
-      dialect.insertClaimed(rows, local.picked, local).pipe(
+      Effect.suspend(() => {
+        const picked = rows.map(() => false)
+        for (const i of local.handed) picked[i] = true
+        return dialect.insertClaimed(rows, picked, local)
+      }).pipe(
         Effect.onError(() => Effect.sync(() => local.reservation.cancel())),
         Effect.flatMap((inserted) => {
-          const results: Array<InsertResult> = []
-          const claimed: Array<JobRecord> = []
-          for (let i = 0; i < inserted.length; i++) {
-            const [id, state] = inserted[i]!
-            results.push({ id: String(id), inserted: true })
-            if (state === "running") claimed.push(claimedRecord(jobs[i]!, String(id), local))
-          }
+          const results: Array<InsertResult> = inserted.map(([id]) => ({ id: String(id), inserted: true }))
+          const claimed = local.handed
+            .filter((i) => inserted[i]![1] === "running")
+            .map((i) => claimedRecord(jobs[i]!, results[i]!.id, local))
           // The rest wait for a claim, all of them if the queue is paused.
           const waiting = claimed.length < jobs.length ? wakeForOwnWrite(listenedBefore, [jobs[0]!.queue]) : Effect.void
-          if (claimed.length === 0) local.reservation.cancel()
-          else return Effect.as(Effect.zipRight(local.reservation.take(claimed.sort(claimOrder)), waiting), results)
-          return Effect.as(waiting, results)
+          if (claimed.length === 0) {
+            local.reservation.cancel()
+            return Effect.as(waiting, results)
+          }
+          return Effect.as(Effect.zipRight(local.reservation.take(claimed), waiting), results)
         }),
         Effect.uninterruptible
       )
