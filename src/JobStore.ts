@@ -296,7 +296,7 @@ export interface JobStoreShape {
    * the worker has a handler for them and room (see `LocalWorker.reserve`), are inserted already
    * claimed by that worker (attempt 1, a lease, fencing token 1) and handed to it in memory: they
    * start when the insert commits, without a wake-up and a claim round trip. Of a batch larger
-   * than the room, the jobs first in claim order (priority, then position) are handed over and
+   * than the room, the jobs first in claim order (priority, run-at, position) are handed over and
    * the rest inserted as usual. Other workers are not woken for handed-over jobs.
    */
   readonly registerLocalWorker: (worker: LocalWorker) => Effect.Effect<void, never, Scope.Scope>
