@@ -197,6 +197,10 @@ export const makePgDialect = (schema: string) =>
       ORDER BY x.ord
       RETURNING id::text, state`)
 
+    // The picked ids go to the update as one array, looked up by primary key. Joined as a set,
+    // their unknown count (json_to_recordset guesses 100 queues) planned a hash join over the
+    // whole table: a scan per claim that grows with the backlog (4.7 of 15 ms for 1,500 jobs of
+    // 20,000, measured).
     const claimSql = prepared(`
       WITH slots AS (
         SELECT * FROM json_to_recordset($1::json) AS s(queue text, lim int)
@@ -213,7 +217,7 @@ export const makePgDialect = (schema: string) =>
       UPDATE ${jobs} AS j
       SET state = 'running', attempt = j.attempt + 1, attempted_at = $2::bigint, lease_token = j.lease_token + 1,
           lease_expires_at = $3::bigint, worker_id = $4
-      FROM picked WHERE j.id = picked.id AND ${asyncCommit}
+      WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND ${asyncCommit}
       RETURNING ${claimedColumns.map((column) => `j.${column}`).join(", ")}`)
 
     const completeSql = prepared(`
