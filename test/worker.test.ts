@@ -510,6 +510,31 @@ describe("Worker", () => {
       expect(late).toBe(found.length - 1)
     }))
 
+  it.scopedLive("gives the event loop a turn every few milliseconds while its runners have jobs waiting", () =>
+    Effect.gen(function*() {
+      // Jobs that never leave the microtask queue (no I/O): without turns, nothing waiting on the
+      // event loop (a claim's answer, a settlement, a heartbeat) ran until all 2,000 had run.
+      const Spin = Job.make({ name: "spin", payload: Schema.Struct({ i: Schema.Number }) })
+      const n = 2000
+      let ran = 0
+      let ranBeforeTurn: number | undefined
+      const handler = Spin.handler(() =>
+        Effect.sync(() => {
+          const until = performance.now() + 0.05
+          while (performance.now() < until) {
+            // 50 µs of work per job: 100 ms in all
+          }
+          if (ran++ === 0) setImmediate(() => (ranBeforeTurn = ran))
+        })
+      )
+      const client = yield* JobClient
+      yield* client.enqueueMany(Spin, Array.from({ length: n }, (_, i) => ({ payload: { i } })))
+      const worker = yield* start(Worker.layer({ handlers: [handler], concurrency: 4, prefetch: n }))
+      yield* Effect.flatten(finishedJobs(worker, n))
+      expect(ranBeforeTurn).toBeDefined()
+      expect(ranBeforeTurn!).toBeLessThan(n / 4)
+    }).pipe(Effect.provide(JobClient.layer.pipe(Layer.provideMerge(JobStore.layerMemory)))))
+
   it.scoped("takes jobs enqueued in its process without a claim while it has room and has claimed all that is due", () =>
     Effect.gen(function*() {
       const Noop = Job.make({ name: "noop", payload: Schema.Struct({ i: Schema.Number }) })

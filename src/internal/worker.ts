@@ -37,6 +37,7 @@ import type { JobHandler } from "../Job.js"
 import { JobContext } from "../JobContext.js"
 import { type JobRecord, JobStore, type LocalReservation, Settlement } from "../JobStore.js"
 import * as WorkerConfig from "../WorkerConfig.js"
+import { makeEventLoopTurns } from "./eventLoopTurns.js"
 import { completion, failureSettlement, type InstallServices, runAttempt, type StopReason } from "./attempt.js"
 import * as Metrics from "./metrics.js"
 import { validateName } from "./names.js"
@@ -447,17 +448,25 @@ export const makeWorker = (
       return traced ? Effect.flatMap(makeProcessSpan(record, settings.producerSpan, workerId), attempt) : attempt(undefined)
     }
     const continueRunning = Effect.succeed(false)
+    // A turn every 2 ms or so: a claim's answer then waits about that long to be read. Drains
+    // of 40,000 no-op jobs on PostgreSQL read 36,000-42,000 jobs/s with turns every 1, 2 or
+    // 5 ms, against 26,000-33,000 without, measured.
+    const eventLoop = makeEventLoopTurns(2)
 
     /** One runner's life: jobs one after another until the worker drains or a job is interrupted. */
     const runner = Effect.uninterruptibleMask((restore) =>
       Effect.withFiberRuntime<void>((fiber) => {
         const waitForJob = restore(waitForWork)
         const jobsFrom = (baseline: Baseline) => {
+          const afterTurn: Effect.Effect<void> = Effect.suspend(() => Effect.zipRight(restore(eventLoop.nextTurn), next))
           const next: Effect.Effect<void> = Effect.suspend(() => {
             if (draining) return Effect.void
             const entry = takeReady()
             if (entry === undefined) return Effect.flatMap(waitForJob, () => next)
-            return Effect.flatMap(runJob(entry, fiber, restore, baseline), (retire) => retire ? Effect.void : next)
+            return Effect.flatMap(
+              runJob(entry, fiber, restore, baseline),
+              (retire) => retire ? Effect.void : eventLoop.due() ? afterTurn : next
+            )
           })
           return next
         }
