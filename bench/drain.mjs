@@ -2,7 +2,7 @@
 // (`async`: the handler awaits a promise, as the peer harness's handler does;
 // `RETENTION_COMPLETED="0 millis"` deletes jobs as they complete, as the tuned bench profile does)
 // (after `npm run build`). `PROFILE=file.cpuprofile` writes a CPU profile of the last round's
-// drain alone (without the enqueues before it).
+// drain alone (without the enqueues before it); `PROFILE_ROUND=0` profiles the first (cold) one.
 import { Effect, Layer, Schema, Scope, Exit } from 'effect'
 import { Job, JobClient, JobStore, Worker } from '../dist/index.js'
 import { readFileSync } from 'node:fs'
@@ -30,7 +30,7 @@ for (let round = 0; round < 3; round++) {
   let first = 0
   const count = () => { if (seen === 0) first = performance.now(); if (++seen === n) resolve() }
   const handler = BenchJob.handler(() => mode === 'async' ? Effect.promise(async () => count()) : Effect.sync(count))
-  const profile = roundProfile(round === 2)
+  const profile = roundProfile(round === Number(process.env.PROFILE_ROUND ?? 2))
   await profile.start()
   const started = performance.now()
   const cpuStart = process.cpuUsage()

@@ -44,6 +44,8 @@ export const roundProfile = (active) => {
       if (!on) return
       session.connect()
       await session.post('Profiler.enable')
+      // PROFILE_INTERVAL: microseconds between samples (V8's default is 1000)
+      await session.post('Profiler.setSamplingInterval', { interval: Number(process.env.PROFILE_INTERVAL ?? 1000) })
       await session.post('Profiler.start')
     },
     stop: async () => {
