@@ -172,6 +172,27 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
           expect(again!.inserted).toBe(true)
         }))
 
+      it.effect("answers each settlement of a mixed batch: completions and others, applied or stale", () =>
+        Effect.gen(function*() {
+          const store = yield* setup
+          const queue = freshQueue("mixed-settle")
+          yield* store.insert(Array.from({ length: 5 }, () => insertOf(queue)))
+          const [a, b, c, d, e] = yield* claimAll(store, queue)
+          const stale = (job: JobRecord) => ({ ...leaseOf(job), token: job.leaseToken + 1 })
+          expect(yield* store.settle([
+            Settlement.Complete({ ...stale(a!), result: null }),
+            Settlement.Release(leaseOf(b!)),
+            Settlement.Complete({ ...leaseOf(c!), result: null, keep: false }),
+            Settlement.Release(stale(d!)),
+            Settlement.Complete({ ...leaseOf(e!), result: "5" })
+          ])).toEqual([false, true, true, false, true])
+          expect((yield* get(store, a!.id)).state).toBe("running")
+          expect((yield* get(store, b!.id)).state).toBe("available")
+          expect(yield* store.get(c!.id)).toEqual(Option.none())
+          expect((yield* get(store, d!.id)).state).toBe("running")
+          expect(yield* get(store, e!.id)).toMatchObject({ state: "completed", result: "5" })
+        }))
+
       it.effect("a worker that lost its lease cannot settle, nor extend it", () =>
         Effect.gen(function*() {
           const store = yield* setup

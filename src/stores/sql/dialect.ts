@@ -154,9 +154,9 @@ export interface Dialect {
     readonly queues: ReadonlyArray<{ readonly queue: string; readonly limit: number }>
   }) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   readonly nextRunAt: (queues: ReadonlyArray<string>, now: number) => Effect.Effect<number | null, SqlError>
-  /** Complete attempts; answers `[id, lease_token]` of the ones whose lease still held. */
+  /** Complete attempts; answers `[id, lease_token]` of the ones whose lease no longer held (not completed). */
   readonly complete: (rows: ReadonlyArray<CompleteRow>, now: number) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
-  /** Completes by deleting the jobs (`keep: false`); answers `[id, lease_token]` of each deleted. */
+  /** Completes by deleting the jobs (`keep: false`); answers `[id, lease_token]` of the ones not deleted (stale leases). */
   readonly completeAndDelete: (leases: ReadonlyArray<Lease>) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
   readonly settle: (rows: ReadonlyArray<SettleRow>, now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly lease_token: number; readonly queue: string; readonly state: string }>, SqlError>
   readonly heartbeat: (leases: ReadonlyArray<{ readonly id: string; readonly token: number }>, leaseExpiresAt: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly lease_token: number; readonly cancel_requested: boolean | number }>, SqlError>

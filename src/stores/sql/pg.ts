@@ -220,17 +220,21 @@ export const makePgDialect = (schema: string) =>
       WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND ${asyncCommit}
       RETURNING ${claimedColumns.map((column) => `j.${column}`).join(", ")}`)
 
-    const completeSql = prepared(`
+    // Completions answer only the leases that no longer held: nearly always none, where
+    // answering every applied one cost the worker a row to read per job.
+    const staleOf = (write: string) => `
+      WITH u AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json) AS u(id bigint, token int, result text)),
+      applied AS (${write} RETURNING j.id, j.lease_token)
+      SELECT u.id::text, u.token FROM u
+      WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.id = u.id AND a.lease_token = u.token)`
+    const completeSql = prepared(staleOf(`
       UPDATE ${jobs} AS j SET state = 'completed', finished_at = $2::bigint, result = u.result, lease_expires_at = NULL,
                              worker_id = NULL
-      FROM json_to_recordset($1::json) AS u(id bigint, token int, result text)
-      WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}
-      RETURNING j.id::text, j.lease_token`)
+      FROM u WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}`))
 
-    const completeAndDeleteSql = prepared(`
-      DELETE FROM ${jobs} AS j USING json_to_recordset($1::json) AS u(id bigint, token int)
-      WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}
-      RETURNING j.id::text, j.lease_token`)
+    const completeAndDeleteSql = prepared(staleOf(`
+      DELETE FROM ${jobs} AS j USING u
+      WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'running' AND ${asyncCommit}`))
 
     const settleSql = prepared(`
       UPDATE ${jobs} AS j SET

@@ -73,6 +73,20 @@ const retryBusy = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     schedule: Schedule.exponential("10 millis").pipe(Schedule.intersect(Schedule.recurs(20)))
   })
 
+/**
+ * The leases sent whose write did not apply, from the `[id, lease_token]` rows of those that did
+ * (SQLite cannot answer the others in the writing statement itself, as PostgreSQL does).
+ */
+const staleLeases = (
+  sent: ReadonlyArray<{ readonly id: string; readonly token: number }>,
+  applied: ReadonlyArray<ReadonlyArray<unknown>>
+): ReadonlyArray<readonly [string, number]> => {
+  // Applied rows are a subset of the leases sent: as many means all of them.
+  if (applied.length === sent.length) return []
+  const held = new Set(applied.map((row) => `${row[0]}:${row[1]}`))
+  return sent.filter((lease) => !held.has(`${lease.id}:${lease.token}`)).map((lease) => [lease.id, lease.token] as const)
+}
+
 export const makeSqliteDialect = (prefix: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -256,9 +270,15 @@ export const makeSqliteDialect = (prefix: string) =>
           (rows) => rows[0]?.next ?? null
         ),
       complete: (rows, now) =>
-        values(completeSql, [now, JSON.stringify(rows.map((row) => [Number(row.id), row.token, row.result]))]),
+        Effect.map(
+          values(completeSql, [now, JSON.stringify(rows.map((row) => [Number(row.id), row.token, row.result]))]),
+          (applied) => staleLeases(rows, applied)
+        ),
       completeAndDelete: (leases) =>
-        values(completeAndDeleteSql, [JSON.stringify(leases.map((lease) => [Number(lease.id), lease.token]))]),
+        Effect.map(
+          values(completeAndDeleteSql, [JSON.stringify(leases.map((lease) => [Number(lease.id), lease.token]))]),
+          (applied) => staleLeases(leases, applied)
+        ),
       settle: (rows, now) => q(settleSql, [now, JSON.stringify(rows)]),
       heartbeat: (leases, leaseExpiresAt) => q(heartbeatSql, [leaseExpiresAt, JSON.stringify(leases)]),
       rescue: (now) => q(rescueSql, [now, now, now, now]),

@@ -342,18 +342,22 @@ export const makeSqlStore = (dialect: Dialect) =>
             else if (s.keep === false) deletes.push({ id: s.id, token: s.token })
             else completes.push({ id: s.id, token: s.token, result: s.result })
           }
-          const ids = new Set<string>()
+          // Completions answer their stale leases, other settlements the applied ones.
+          const stale = new Set<string>()
           if (completes.length > 0) {
-            for (const row of yield* dialect.complete(completes, now)) ids.add(`${row[0]}:${row[1]}`)
+            for (const row of yield* dialect.complete(completes, now)) stale.add(`${row[0]}:${row[1]}`)
           }
           if (deletes.length > 0) {
-            for (const row of yield* dialect.completeAndDelete(deletes)) ids.add(`${row[0]}:${row[1]}`)
+            for (const row of yield* dialect.completeAndDelete(deletes)) stale.add(`${row[0]}:${row[1]}`)
           }
+          if (others.length === 0 && stale.size === 0) return settlements.map(() => true)
           const applied = others.length > 0 ? yield* dialect.settle(others, now) : []
-          for (const row of applied) ids.add(`${row.id}:${row.lease_token}`)
+          const ids = new Set(applied.map((row) => `${row.id}:${row.lease_token}`))
           const released = applied.filter((row) => row.state === "available").map((row) => row.queue)
           if (released.length > 0) yield* announce(released)
-          return settlements.map((s) => ids.has(`${s.id}:${s.token}`))
+          return settlements.map((s) =>
+            s._tag === "Complete" ? !stale.has(`${s.id}:${s.token}`) : ids.has(`${s.id}:${s.token}`)
+          )
         }).pipe(Effect.mapError((cause) => new StoreError({ op: "settle", cause }))),
       heartbeat: (leases, leaseDuration) =>
         Effect.gen(function*() {
