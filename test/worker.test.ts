@@ -469,7 +469,7 @@ describe("Worker", () => {
       expect(yield* store.get(id)).toEqual(Option.none())
     }).pipe(Effect.provide(Testing.layer)))
 
-  it.scoped("claims a small first batch and doubles while claims come back full, up to the free capacity", () =>
+  it.scoped("claims a first batch of 256 and doubles while claims come back full, up to the free capacity", () =>
     Effect.gen(function*() {
       const asked: Array<number> = []
       const found: Array<number> = []
@@ -488,21 +488,22 @@ describe("Worker", () => {
       const Noop = Job.make({ name: "noop", payload: Schema.Struct({ i: Schema.Number }) })
       const run = Effect.gen(function*() {
         const client = yield* JobClient
-        yield* client.enqueueMany(Noop, Array.from({ length: 200 }, (_, i) => ({ payload: { i } })))
-        const worker = yield* start(Worker.layer({ handlers: [Noop.handler(() => Effect.void)], concurrency: 2, prefetch: 98 }))
-        yield* yield* finishedJobs(worker, 200)
+        yield* client.enqueueMany(Noop, Array.from({ length: 3000 }, (_, i) => ({ payload: { i } })))
+        const worker = yield* start(Worker.layer({ handlers: [Noop.handler(() => Effect.void)], concurrency: 2, prefetch: 2046 }))
+        yield* yield* finishedJobs(worker, 3000)
         const more = yield* finishedJobs(worker, 3)
         yield* client.enqueueMany(Noop, Array.from({ length: 3 }, (_, i) => ({ payload: { i } })))
         yield* more
       })
       yield* run.pipe(Effect.provide(JobClient.layer.pipe(Layer.provideMerge(countingStore))))
-      // Capacity is 100 (concurrency 2 + prefetch 98): 4, 8, 16, 32, 64 while full, never above what is free.
-      expect(asked.slice(0, 5)).toEqual([4, 8, 16, 32, 64])
-      expect(found.slice(0, 5)).toEqual([4, 8, 16, 32, 64])
-      expect(Math.max(...asked)).toBeLessThanOrEqual(100)
+      // Capacity is 2,048 (concurrency 2 + prefetch 2,046): 256, 512, 1,024 while full (each
+      // leaves at least that much free), never above what is free.
+      expect(asked.slice(0, 3)).toEqual([256, 512, 1024])
+      expect(found.slice(0, 3)).toEqual([256, 512, 1024])
+      expect(Math.max(...asked)).toBeLessThanOrEqual(2048)
       // Once grown, claims stay large after the queue ran dry: the 3 new jobs come in one claim.
       const late = found.lastIndexOf(3)
-      expect(late).toBeGreaterThan(4)
+      expect(late).toBeGreaterThan(2)
       expect(asked[late]).toBeGreaterThan(3)
       // A claim that came back short is not followed by one at once (it would find nothing): the
       // worker waits for a wake-up or its next poll, which the TestClock never reaches here.
@@ -538,7 +539,7 @@ describe("Worker", () => {
   it.scoped("takes jobs enqueued in its process without a claim while it has room and has claimed all that is due", () =>
     Effect.gen(function*() {
       const Noop = Job.make({ name: "noop", payload: Schema.Struct({ i: Schema.Number }) })
-      /** A worker (concurrency 2, prefetch 4) whose jobs wait for `release`, and the jobs each of its claims found. */
+      /** A worker (concurrency 2, prefetch 4 unless given) whose jobs wait for `release`, and the jobs each of its claims found. */
       const scenario = (
         prefilled: number,
         test: (found: ReadonlyArray<number>) => Effect.Effect<void, unknown, JobClient | JobStore | Scope.Scope>
@@ -558,11 +559,11 @@ describe("Worker", () => {
             yield* test(found)
           })).pipe(Effect.provide(JobClient.layer.pipe(Layer.provideMerge(countingStore))))
         })
-      const startWorker = (found: ReadonlyArray<number>) =>
+      const startWorker = (found: ReadonlyArray<number>, prefetch = 4) =>
         Effect.gen(function*() {
           const release = yield* Deferred.make<void>()
           const worker = yield* start(
-            Worker.layer({ handlers: [Noop.handler(() => Deferred.await(release))], concurrency: 2, prefetch: 4 })
+            Worker.layer({ handlers: [Noop.handler(() => Deferred.await(release))], concurrency: 2, prefetch })
           )
           for (let i = 0; i < 100 && found.length === 0; i++) yield* Effect.yieldNow()
           return { worker, release }
@@ -585,19 +586,19 @@ describe("Worker", () => {
           expect(claimed(found)).toBe(4)
         }))
 
-      // Its first claim came back full (4 of 4): due jobs may wait in the store, so a job
-      // enqueued now is left to a claim rather than passing them.
-      yield* scenario(10, (found) =>
+      // Its first claim came back full (256 of 256, with room for 44 more): due jobs may wait in
+      // the store, so a job enqueued now is left to a claim rather than passing them.
+      yield* scenario(300, (found) =>
         Effect.gen(function*() {
-          const { release, worker } = yield* startWorker(found)
-          expect(found).toEqual([4])
-          const done = yield* finishedJobs(worker, 11)
-          const id = yield* JobClient.pipe(Effect.flatMap((client) => client.enqueue(Noop, { i: 10 })))
-          expect(yield* worker.held).toBe(4)
+          const { release, worker } = yield* startWorker(found, 298)
+          expect(found).toEqual([256])
+          const done = yield* finishedJobs(worker, 301)
+          const id = yield* JobClient.pipe(Effect.flatMap((client) => client.enqueue(Noop, { i: 300 })))
+          expect(yield* worker.held).toBe(256)
           expect((yield* Testing.getJob(id)).state).toBe("available")
           yield* Deferred.succeed(release, undefined)
           yield* done
-          expect(claimed(found)).toBe(11)
+          expect(claimed(found)).toBe(301)
         }))
     }))
 

@@ -506,12 +506,15 @@ export const makeWorker = (
       })
 
     // --- the loops ---------------------------------------------------------------------------
-    // Claims grow from a small first batch, doubling while each comes back full: the first jobs
-    // start after a short claim instead of waiting for a large one (on PostgreSQL a claim costs
-    // some microseconds per row), and the claims that follow overlap with running those. It does
-    // not shrink again: starting small after every lull cost a producing and working process
-    // three claims per batch of new jobs instead of one, measured.
-    const firstClaim = Math.min(capacity, 2 * concurrency)
+    // Claims grow from a first batch of a few hundred jobs, doubling while each comes back full:
+    // the first jobs start after a short claim instead of waiting for a large one (on PostgreSQL
+    // a claim costs some microseconds per row), and the claims that follow overlap with running
+    // those. Below a few hundred rows a claim's cost is mostly its round trip, so a smaller first
+    // batch only adds doubling steps, each leaving the runners idle for about a round trip:
+    // starting at 256 rather than 32 drained 20,000 jobs 4.5% faster (median of 16), measured.
+    // It does not shrink again: starting small after every lull cost a producing and working
+    // process three claims per batch of new jobs instead of one, measured.
+    const firstClaim = Math.min(capacity, Math.max(2 * concurrency, 256))
     let claimBudget = firstClaim
     let rotation = 0
     const freeSlots = () => {
