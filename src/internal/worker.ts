@@ -347,7 +347,7 @@ export const makeWorker = (
 
     /** What to do once a job's settlement is written (or was not needed). */
     const finished = (entry: Held, settlement: Settlement | undefined, exit: Exit.Exit<unknown, unknown>, span: Tracer.Span | undefined) =>
-    (result: Either.Either<boolean, StoreError>): Effect.Effect<void> => {
+    (result: Either.Either<boolean, StoreError>): Effect.Effect<void> | undefined => {
       const record = entry.record
       unhold(entry)
       const applied = Either.getOrElse(result, () => false)
@@ -370,7 +370,7 @@ export const makeWorker = (
         return Effect.zipRight(span === undefined ? warning : Effect.withParentSpan(warning, span), Effect.sync(publish))
       }
       publish()
-      return Effect.void
+      return undefined
     }
 
     /**
@@ -424,7 +424,7 @@ export const makeWorker = (
             Metrics.recordFinished(series, outcome, Number(endedAt - startedAt) / 1e9)
             const onSettled = finished(entry, settlement, exit, span)
             const retire = entry.stop !== undefined
-            if (settlement === undefined) return Effect.as(onSettled(Either.right(false)), retire)
+            if (settlement === undefined) return Effect.as(onSettled(Either.right(false)) ?? Effect.void, retire)
             settler.submit(settlement, onSettled)
             return retire ? Effect.succeed(true) : continueRunning
           }
