@@ -469,6 +469,36 @@ describe("Worker", () => {
       expect(yield* store.get(id)).toEqual(Option.none())
     }).pipe(Effect.provide(Testing.layer)))
 
+  it.scoped("asks every queue with room before it waits, so a job never waits for a poll while another queue is empty", () =>
+    Effect.gen(function*() {
+      // Capacity 2 over two queues: a claim's room reaches one queue only. When the one it
+      // reaches is empty, the other is asked next, not after a poll (the TestClock never polls).
+      const Tagged = Job.make({ name: "tagged", payload: Schema.Struct({ n: Schema.Number }) })
+      const asked: Array<ReadonlyArray<string>> = []
+      const countingStore = Layer.effect(
+        JobStore,
+        Effect.map(JobStore, (store) => ({
+          ...store,
+          claim: (request) => {
+            asked.push(request.queues.map((slot) => slot.queue))
+            return store.claim(request)
+          }
+        }))
+      ).pipe(Layer.provide(JobStore.layerMemory))
+      yield* Effect.gen(function*() {
+        const worker = yield* start(Worker.layer({
+          handlers: [Tagged.handler(() => Effect.void)],
+          concurrency: 1,
+          queues: { [Tagged.queue]: 1, side: 1 }
+        }))
+        const client = yield* JobClient
+        const done = yield* finishedJobs(worker, 6)
+        for (let n = 0; n < 6; n++) yield* client.enqueue(Tagged, { n })
+        expect(yield* done).toHaveLength(6)
+        expect(asked.some((queues) => queues.length === 1 && queues[0] === "side")).toBe(true)
+      }).pipe(Effect.provide(JobClient.layer.pipe(Layer.provideMerge(countingStore))))
+    }))
+
   it.scoped("claims a first batch of 256 and doubles while claims come back full, up to the free capacity", () =>
     Effect.gen(function*() {
       const asked: Array<number> = []

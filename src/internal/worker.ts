@@ -541,6 +541,17 @@ export const makeWorker = (
     const busy: FetchState = { _tag: "busy" }
     const drained: FetchState = { _tag: "drained" }
     const full: FetchState = { _tag: "full" }
+    // A claim asks only the queues its room reaches, from a rotating start. When those had no
+    // more, the queues with room that it left out are asked before the fetcher waits: their jobs
+    // would otherwise wait for a poll (backing off to `pollInterval`) while the worker had room.
+    const askedSinceWait = new Set<string>()
+    let nextRunAtSinceWait: number | null = null
+    const leftOut = () => {
+      for (const [queue, limit] of queueLimits) {
+        if (!askedSinceWait.has(queue) && queueCapacity(limit) - lanes.get(queue)!.occupied > 0) return true
+      }
+      return false
+    }
     const fetchOnce: Effect.Effect<FetchState> = Effect.suspend(() => {
       const slots = freeSlots()
       if (slots.length === 0) return Effect.as(Queue.take(slotFreed), full)
@@ -557,16 +568,24 @@ export const makeWorker = (
             const lane = lanes.get(slot.queue)!
             lane.caughtUp = (claimed.get(slot.queue) ?? 0) < slot.limit
             caughtUp &&= lane.caughtUp
+            askedSinceWait.add(slot.queue)
           }
-          if (jobs.length === 0) return { _tag: "idle", nextRunAt }
           if (jobs.length >= slots.reduce((sum, slot) => sum + slot.limit, 0)) {
             claimBudget = Math.min(capacity, claimBudget * 2)
+            askedSinceWait.clear()
             return busy
           }
           // Every queue gave fewer than asked: none has more due now, and claiming again at once
           // would only find nothing (then ask for the next run-at): two round trips per batch of
-          // new jobs, measured. Wait for a wake-up or the shortest poll instead.
-          return caughtUp ? drained : busy
+          // new jobs, measured. Wait for a wake-up or the shortest poll instead, once every
+          // queue with room has been asked.
+          if (!caughtUp) return busy
+          if (nextRunAt !== null) nextRunAtSinceWait = Math.min(nextRunAt, nextRunAtSinceWait ?? nextRunAt)
+          if (leftOut()) return busy
+          const next = nextRunAtSinceWait
+          askedSinceWait.clear()
+          nextRunAtSinceWait = null
+          return jobs.length === 0 ? { _tag: "idle", nextRunAt: next } : drained
         }),
         Effect.catchAllCause((cause) =>
           Effect.as(Effect.logWarning("claiming jobs failed", cause), { _tag: "idle", nextRunAt: null } as const)
