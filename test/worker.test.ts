@@ -388,7 +388,7 @@ describe("Worker", () => {
   it.scoped("gives every job its own context and log annotations, also after jobs of its kind ran on the runner", () =>
     Effect.gen(function*() {
       const Tagged = Job.make({ name: "tagged", payload: Schema.Struct({ n: Schema.Number }) })
-      const seen: Array<{ n: number; id: string; annotated: unknown; tenant: unknown; context: unknown }> = []
+      const seen: Array<{ n: number; id: string; annotated: unknown; tenant: unknown; queue: unknown; context: unknown }> = []
       const worker = yield* start(Worker.layer({
         handlers: [Tagged.handler(({ n }) =>
           Effect.gen(function*() {
@@ -399,11 +399,13 @@ describe("Worker", () => {
               id: ctx.id,
               annotated: Option.getOrUndefined(HashMap.get(annotations, "jobId")),
               tenant: Option.getOrUndefined(HashMap.get(annotations, "tenantId")),
+              queue: Option.getOrUndefined(HashMap.get(annotations, "queue")),
               context: JSON.parse(JSON.stringify(ctx))
             })
           })
         )],
-        concurrency: 1
+        concurrency: 1,
+        queues: { [Tagged.queue]: 1, side: 1 }
       }))
       const client = yield* JobClient
       const done = yield* finishedJobs(worker, 4)
@@ -429,6 +431,18 @@ describe("Worker", () => {
         tenantId: { _tag: "Some", value: "globex" }
       })
       expect(seen[3]!.context).toMatchObject({ tenantId: { _tag: "None" } })
+      // The same job on another queue, right after: its annotations name that queue.
+      const sideDone = yield* finishedJobs(worker, 1)
+      const side = yield* client.enqueue(Tagged, { n: 5 }, { queue: "side" })
+      yield* sideDone
+      expect(seen.map(({ n, queue }) => [n, queue])).toEqual([
+        [1, Tagged.queue],
+        [2, Tagged.queue],
+        [3, Tagged.queue],
+        [4, Tagged.queue],
+        [5, "side"]
+      ])
+      expect(seen[4]).toMatchObject({ id: side, annotated: side, tenant: undefined })
     }).pipe(Effect.provide(Testing.layer)))
 
   it.scoped("keeps a long job's lease alive with heartbeats, so it is never rescued", () =>

@@ -75,8 +75,10 @@ export const runAttempt = (
     : Effect.flatMap(Layer.build(jobLayer), (services) => Effect.provide(handler.run(payload.right), services))
   const timed = Duration.isFinite(job.timeout)
   const inScope = (scope: Scope.CloseableScope) => {
-    let services = Context.make(JobContext, context).pipe(Context.add(Scope.Scope, scope))
-    if (span !== undefined) services = Context.add(services, Tracer.ParentSpan, span) as typeof services
+    // One map for the attempt's services, rather than one per service added.
+    const entries = new Map<string, unknown>([[JobContext.key, context], [Scope.Scope.key, scope]])
+    if (span !== undefined) entries.set(Tracer.ParentSpan.key, span)
+    const services = Context.unsafeMake<JobContext | Scope.Scope>(entries)
     if (runner === undefined) return Effect.onExit(Effect.provide(run, services), (exit) => Scope.close(scope, exit))
     const withServices = Effect.zipRight(runner.install(services), run)
     return timed ? Effect.onExit(withServices, (exit) => Scope.close(scope, exit)) : withServices

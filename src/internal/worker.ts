@@ -81,6 +81,10 @@ interface Baseline {
   readonly annotationsBelow: ReadonlyArray<readonly [FiberId.Single, unknown]>
   /** The runner's annotations plus those that jobs of one kind share, by kind (see `jobAnnotations`). */
   readonly kinds: Map<string, HashMap.HashMap<string, unknown>>
+  /** The kind of the last job whose annotations were built, and its shared annotations. */
+  lastKind: (Pick<JobRecord, "name" | "queue" | "attempt" | "trigger" | "tenantId"> & {
+    readonly shared: HashMap.HashMap<string, unknown>
+  }) | undefined
 }
 
 const makeBaseline = (runnerId: FiberId.Single, fiberRefs: FiberRefs.FiberRefs): Baseline => {
@@ -95,7 +99,8 @@ const makeBaseline = (runnerId: FiberId.Single, fiberRefs: FiberRefs.FiberRefs):
     annotations: FiberRefs.getOrDefault(fiberRefs, FiberRef.currentLogAnnotations),
     contextBelow: below(FiberRef.currentContext as FiberRef.FiberRef<unknown>),
     annotationsBelow: below(FiberRef.currentLogAnnotations as FiberRef.FiberRef<unknown>),
-    kinds: new Map()
+    kinds: new Map(),
+    lastKind: undefined
   }
 }
 
@@ -190,7 +195,8 @@ export const makeWorker = (
     const laneList = [...lanes.values()]
 
     /** Across lanes: jobs running, or buffered or running (what capacity counts; settling ones only wait for a write). */
-    const total = (count: (lane: Lane) => number) => laneList.reduce((sum, lane) => sum + count(lane), 0)
+    const total = (count: (lane: Lane) => number) =>
+      laneList.length === 1 ? count(laneList[0]!) : laneList.reduce((sum, lane) => sum + count(lane), 0)
     // Claim in batches: wait until half the capacity is free (or nothing is left to run) rather
     // than claiming one job per finished job, which would cost a round trip per job.
     const refillAt = Math.max(1, Math.ceil(capacity / 2))
@@ -334,6 +340,11 @@ export const makeWorker = (
      * adds its id (building all seven per job was the largest allocation of a no-op job).
      */
     const jobAnnotations = (baseline: Baseline, record: JobRecord) => {
+      const last = baseline.lastKind
+      if (
+        last !== undefined && last.name === record.name && last.queue === record.queue &&
+        last.attempt === record.attempt && last.trigger === record.trigger && last.tenantId === record.tenantId
+      ) return HashMap.set(last.shared, "jobId", record.id)
       const kind = `${record.name}\n${record.queue}\n${record.attempt}\n${record.trigger}\n${record.tenantId ?? "\u0000"}`
       let shared = baseline.kinds.get(kind)
       if (shared === undefined) {
@@ -342,6 +353,9 @@ export const makeWorker = (
         shared = addJobLogAnnotations(record)(baseline.annotations)
         baseline.kinds.set(kind, shared)
       }
+      // Jobs of one kind tend to come in runs: the next is checked against this one first.
+      const { attempt, name, queue, tenantId, trigger } = record
+      baseline.lastKind = { name, queue, attempt, trigger, tenantId, shared }
       return HashMap.set(shared, "jobId", record.id)
     }
 
