@@ -571,16 +571,15 @@ export const makeWorker = (
       if (slots.length === 0) return Effect.as(Queue.take(slotFreed), full)
       return store.claim({ workerId, queues: slots, leaseDuration: settings.leaseDuration }).pipe(
         Effect.map(({ jobs, nextRunAt }): FetchState => {
-          const claimed = new Map<string, number>()
-          for (const record of jobs) {
-            hold(record)
-            claimed.set(record.queue, (claimed.get(record.queue) ?? 0) + 1)
-          }
+          for (const record of jobs) hold(record)
           wakeRunners(jobs.length)
+          // Jobs per queue, counted only when the claim asked several.
+          const claimed = new Map<string, number>()
+          if (slots.length > 1) for (const record of jobs) claimed.set(record.queue, (claimed.get(record.queue) ?? 0) + 1)
           let caughtUp = true
           for (const slot of slots) {
             const lane = lanes.get(slot.queue)!
-            lane.caughtUp = (claimed.get(slot.queue) ?? 0) < slot.limit
+            lane.caughtUp = (slots.length === 1 ? jobs.length : claimed.get(slot.queue) ?? 0) < slot.limit
             caughtUp &&= lane.caughtUp
             askedSinceWait.add(slot.queue)
           }

@@ -170,24 +170,25 @@ export const makePgDialect = (schema: string) =>
 
     // Jobs for a worker of this process, inserted as its claim would leave them, in one
     // statement; the database answers ids alone, as the records are built from what was sent.
-    const claimedValues = (claimed: string, now: string, leaseExpiresAt: string, workerId: string) =>
-      `CASE WHEN ${claimed} THEN 1 ELSE 0 END, CASE WHEN ${claimed} THEN ${now} END,
-       CASE WHEN ${claimed} THEN 1 ELSE 0 END, CASE WHEN ${claimed} THEN ${leaseExpiresAt} END,
-       CASE WHEN ${claimed} THEN ${workerId} END`
+    // attempt, attempted_at, lease_token, lease_expires_at, worker_id: $11 is now, $12 the lease's
+    // expiry, $13 the worker, in both statements.
+    const claimedValues = `CASE WHEN c.claimed THEN 1 ELSE 0 END, CASE WHEN c.claimed THEN $11::bigint END,
+       CASE WHEN c.claimed THEN 1 ELSE 0 END, CASE WHEN c.claimed THEN $12::bigint END,
+       CASE WHEN c.claimed THEN $13::text END`
     const claimedInsertColumns = `name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
       trace_context, enqueued_at, run_at, attempt, attempted_at, lease_token, lease_expires_at, worker_id`
     const insertClaimedOneSql = prepared(`
       INSERT INTO ${jobs} (${claimedInsertColumns})
       SELECT $1::text, $2::text, CASE WHEN c.claimed THEN 'running' ELSE 'available' END, $3::text, $4::int, $5::int,
              $6::text, $7::text, $8::text, $9::text, $11::bigint, $10::bigint,
-             ${claimedValues("c.claimed", "$11::bigint", "$12::bigint", "$13::text")}
+             ${claimedValues}
       FROM (SELECT NOT EXISTS (SELECT 1 FROM ${s}.queues q WHERE q.name = $2::text AND q.paused) AS claimed) AS c
       RETURNING id::text, state`)
     const insertClaimedManySql = prepared(`
       INSERT INTO ${jobs} (${claimedInsertColumns})
       SELECT x.name, x.queue, CASE WHEN c.claimed THEN 'running' ELSE 'available' END, x.payload, x.priority,
              x.max_attempts, x.trigger, x.tenant_id, x.metadata, x.trace_context, $11::bigint, x.run_at,
-             ${claimedValues("c.claimed", "$11::bigint", "$12::bigint", "$13::text")}
+             ${claimedValues}
       FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::text[],
                   $9::text[], $10::bigint[], $14::bool[]) WITH ORDINALITY
            AS x(name, queue, payload, priority, max_attempts, trigger, tenant_id, metadata, trace_context, run_at, picked, ord)
