@@ -48,7 +48,7 @@ const connection = (options: PgStoreOptions) => {
     })
   )
   const client = Layer.unwrapEffect(
-    Effect.map(PgPool, (pool) => PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName }))
+    Effect.map(PgPool, ({ pool }) => PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName }))
   )
   return Layer.provideMerge(client, pool)
 }

@@ -12,15 +12,19 @@ import { dropSchemaAfterwards, freshSchema, pgClientLayer, pgStoreLayer, pgUrl }
 // On the application's own `SqlClient`, whose statements go unnamed.
 jobStoreSuite("postgresql", pgStoreLayer())
 
-/** The shipped layer on its own pool, in a fresh schema, on one connection. */
-const shippedLayer = (preparedStatements?: boolean) => {
+/** The shipped layer on its own pool, in a fresh schema, by default on one connection. */
+const shippedLayer = (
+  preparedStatements?: boolean,
+  options: { readonly maxConnections?: number; readonly applicationName?: string } = {}
+) => {
   const schema = freshSchema()
   return Layer.provideMerge(
     dropSchemaAfterwards(schema),
     Pg.layerWith({
       url: Redacted.make(pgUrl),
       schema,
-      maxConnections: 1,
+      maxConnections: options.maxConnections ?? 1,
+      ...(options.applicationName === undefined ? {} : { applicationName: options.applicationName }),
       ...(preparedStatements === undefined ? {} : { preparedStatements })
     })
   )
@@ -28,6 +32,8 @@ const shippedLayer = (preparedStatements?: boolean) => {
 
 // On the shipped layer, whose pool keeps the hot statements prepared.
 jobStoreSuite("postgresql, prepared statements", shippedLayer())
+// With room in the pool, single statements go on a connection kept out of it while free.
+jobStoreSuite("postgresql, a connection kept for single statements", shippedLayer(undefined, { maxConnections: 4 }))
 
 const Ping = Job.make({ name: "ping", queue: "pings", payload: Schema.Struct({ n: Schema.Number }) })
 
@@ -74,6 +80,72 @@ describe("prepared statements", () => {
         assert.deepStrictEqual(yield* preparedStatements, [])
       }))
   })
+})
+
+describe("the connection kept for single statements", () => {
+  /** Sessions of this application name other than the caller's own. */
+  const sessions = (applicationName: string) =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      Effect.map(
+        sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                           WHERE application_name = ${applicationName} AND pid <> pg_backend_pid()`,
+        (rows) => rows[0]!.n
+      ))
+  const terminateOthers = (applicationName: string) =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = ${applicationName} AND pid <> pg_backend_pid()`)
+  const pings = Effect.flatMap(JobStore, (store) => store.list({ name: "ping" }))
+
+  it.layer(shippedLayer(undefined, { maxConnections: 3 }))((it) => {
+    it.effect("concurrent single enqueues all land, on it or through the pool", () =>
+      Effect.gen(function*() {
+        const client = yield* JobClient
+        const ids = yield* Effect.forEach(Array.from({ length: 40 }, (_, n) => n), (n) => client.enqueue(Ping, { n }), {
+          concurrency: "unbounded"
+        })
+        assert.strictEqual(new Set(ids).size, 40)
+        const stored = yield* pings
+        assert.deepStrictEqual(stored.map((job) => JSON.parse(job.payload).n).sort((a, b) => a - b), Array.from({ length: 40 }, (_, n) => n))
+      }))
+  })
+
+  const terminated = `conveyor-test-terminated-${process.pid}`
+  it.live("is replaced once its session is terminated, losing no enqueue", () =>
+    Effect.gen(function*() {
+      const client = yield* JobClient
+      // The first single statement takes the connection out of the pool; the second uses it.
+      yield* client.enqueue(Ping, { n: 0 })
+      yield* client.enqueue(Ping, { n: 1 })
+      yield* terminateOthers(terminated)
+      yield* sessions(terminated).pipe(Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (n) => n === 0, times: 100 }))
+      // An enqueue may still be sent on the broken connection before its end is read: it fails
+      // with a StoreError, and the next goes through another.
+      const outcomes = yield* Effect.forEach([2, 3, 4], (n) => Effect.either(client.enqueue(Ping, { n })))
+      const failed = outcomes.filter((outcome) => outcome._tag === "Left")
+      assert.isAtMost(failed.length, 1)
+      for (const outcome of failed) assert.strictEqual(outcome.left._tag, "StoreError")
+      assert.deepStrictEqual(outcomes.slice(1).map((outcome) => outcome._tag), ["Right", "Right"])
+      const landed = [0, 1, ...[2, 3, 4].filter((_, i) => outcomes[i]!._tag === "Right")]
+      assert.deepStrictEqual((yield* pings).map((job) => JSON.parse(job.payload).n).sort(), landed)
+    }).pipe(Effect.provide(shippedLayer(undefined, { maxConnections: 4, applicationName: terminated }))))
+
+  it.live("is closed with the store", () =>
+    Effect.gen(function*() {
+      const applicationName = `conveyor-test-closed-${process.pid}`
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(shippedLayer(undefined, { maxConnections: 4, applicationName }), scope)
+      yield* Effect.flatMap(JobClient, (client) => Effect.zipRight(client.enqueue(Ping, { n: 1 }), client.enqueue(Ping, { n: 2 }))).pipe(
+        Effect.provide(context)
+      )
+      assert.isAtLeast(yield* sessions(applicationName), 1)
+      yield* Scope.close(scope, Exit.void)
+      // (The server ends a closed connection's session shortly after.)
+      const left = yield* sessions(applicationName).pipe(
+        Effect.repeat({ schedule: Schedule.spaced("20 millis"), until: (n) => n === 0, times: 100 })
+      )
+      assert.strictEqual(left, 0)
+    }).pipe(Effect.provide(pgClientLayer)))
 })
 
 describe("notifications", () => {

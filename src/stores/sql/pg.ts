@@ -9,7 +9,7 @@ import { Effect, Option, Stream } from "effect"
 import type { JobFilter } from "../../JobStore.js"
 import { claimedColumns, claimedInsertParams, type Dialect, type InsertRow, type JobRow, listQuery, type Migration, type Signal, singleInsertParams } from "./dialect.js"
 import { listenTo } from "./pgListener.js"
-import { PgPool, prepared, queryPool } from "./pgPool.js"
+import { PgPool, prepared } from "./pgPool.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
 
@@ -129,7 +129,7 @@ export const makePgDialect = (schema: string) =>
       if (pool === undefined) return viaClient()
       return Effect.flatMap(
         Effect.serviceOption(TransactionConnection),
-        (transaction) => Option.isSome(transaction) ? viaClient() : queryPool<A>(pool, text, params, rowMode)
+        (transaction) => Option.isSome(transaction) ? viaClient() : pool.query<A>(text, params, rowMode)
       )
     }
 

@@ -8,35 +8,90 @@
  * application prepares nothing of the application's.
  */
 import { SqlError } from "@effect/sql/SqlError"
-import { Context, Duration, Effect, Redacted, type Scope } from "effect"
+import { Clock, Context, Duration, Effect, Redacted, Schedule, type Scope } from "effect"
 import Pg from "pg"
 
-/** The pool `conveyor/pg` opened, beside the `PgClient` over it. */
-export class PgPool extends Context.Tag("conveyor/PgPool")<PgPool, Pg.Pool>() {}
+/** The pool `conveyor/pg` opened (beside the `PgClient` over it), and its single statements. */
+export interface OwnPool {
+  readonly pool: Pg.Pool
+  /**
+   * One statement straight on the pool, without the SQL client's per-statement machinery
+   * (span, scope, connection effects): for the single-job statements of an enqueue, where that
+   * machinery cost more than the driver's own work, and about half a millisecond of an idle
+   * process's enqueue latency, measured. Only outside a transaction: the caller checks.
+   */
+  readonly query: <A>(
+    text: string,
+    values: ReadonlyArray<unknown>,
+    rowMode?: "array"
+  ) => Effect.Effect<ReadonlyArray<A>, SqlError>
+}
+
+export class PgPool extends Context.Tag("conveyor/PgPool")<PgPool, OwnPool>() {}
+
+type Callback = (cause: Error | null | undefined, result: Pg.QueryResult | undefined) => void
 
 /**
- * One statement straight on the pool, without the SQL client's per-statement machinery (span,
- * scope, connection effects): for the single-job statements of an enqueue, where that machinery
- * cost more than the driver's own work, and about half a millisecond of an idle process's
- * enqueue latency, measured. Only outside a transaction: the caller checks.
+ * A connection kept out of the pool for single statements while it is free; one that finds it
+ * busy goes through the pool. Checking a connection out of `pg-pool` and back (a tick, two
+ * timers, listeners) cost an idle process about a tenth of a millisecond of its enqueue latency,
+ * measured. It is taken when the pool has a connection to spare, given back after an error the
+ * server did not report (the connection may be broken) or once idle for `idleMillis`, and
+ * dropped if it fails while idle.
  */
-export const queryPool = <A>(
-  pool: Pg.Pool,
-  text: string,
-  values: ReadonlyArray<unknown>,
-  rowMode?: "array"
-): Effect.Effect<ReadonlyArray<A>, SqlError> =>
-  Effect.async<ReadonlyArray<A>, SqlError>((resume) => {
-    pool.query(
-      { text, values: values as Array<unknown>, ...(rowMode === undefined ? {} : { rowMode }) },
-      (cause: Error | null | undefined, result: Pg.QueryResult | undefined) =>
-        resume(
-          cause
-            ? Effect.fail(new SqlError({ cause, message: "Failed to execute statement" }))
-            : Effect.succeed((result?.rows ?? []) as ReadonlyArray<A>)
-        )
-    )
-  })
+const makeLane = (pool: Pg.Pool, maxConnections: number) => {
+  let client: Pg.PoolClient | undefined
+  let busy = false
+  let acquiring = false
+  let closed = false
+  let lastUsed = 0
+  const giveBack = (error?: Error) => {
+    const held = client
+    if (held === undefined) return
+    client = undefined
+    busy = false
+    held.removeListener("error", giveBack)
+    held.release(error)
+  }
+  const acquire = () => {
+    if (acquiring || closed || (pool.idleCount === 0 && pool.totalCount >= maxConnections)) return
+    acquiring = true
+    pool.connect((error, connected, release) => {
+      acquiring = false
+      if (error || connected === undefined) return
+      if (closed) return release()
+      connected.on("error", giveBack)
+      client = connected
+    })
+  }
+  return {
+    query: (config: Pg.QueryConfig, callback: Callback) => {
+      const held = client
+      if (held === undefined || busy) {
+        if (held === undefined) acquire()
+        return void pool.query(config, callback)
+      }
+      busy = true
+      held.query(config, (cause: Error | null | undefined, result: Pg.QueryResult | undefined) => {
+        lastUsed = Date.now()
+        busy = false
+        if (cause instanceof Pg.DatabaseError) {
+          if (closed) giveBack()
+        } else if (cause || closed) {
+          giveBack(cause ?? undefined)
+        }
+        callback(cause, result)
+      })
+    },
+    releaseIfIdle: (idleMillis: number) => {
+      if (client !== undefined && !busy && Date.now() - lastUsed >= idleMillis) giveBack()
+    },
+    close: () => {
+      closed = true
+      if (!busy) giveBack()
+    }
+  }
+}
 
 const marker = "/* conveyor:prepared */ "
 
@@ -78,34 +133,67 @@ const preparingClient = (): typeof Pg.Client => {
   }
 }
 
-/** Open the pool and check that it connects, within the connect timeout; closed with the scope. */
-export const makePool = (options: PoolOptions): Effect.Effect<Pg.Pool, SqlError, Scope.Scope> => {
-  const connectTimeout = Duration.decode(options.connectTimeout ?? Duration.seconds(5))
-  return Effect.acquireRelease(
-    Effect.sync(() => {
-      const pool = new Pg.Pool({
-        connectionString: Redacted.value(options.url),
-        max: options.maxConnections,
-        application_name: options.applicationName,
-        connectionTimeoutMillis: Duration.toMillis(connectTimeout),
-        ...(options.preparedStatements ? { Client: preparingClient() } : {})
-      })
-      // Errors of idle connections surface on the next query instead; unhandled, they would crash the process.
-      pool.on("error", () => {})
-      return pool
-    }),
-    (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeoutOption(Duration.seconds(1)))
-  ).pipe(
-    Effect.tap((pool) =>
-      Effect.tryPromise({
-        try: () => pool.query("SELECT 1"),
-        catch: (cause) => new SqlError({ cause, message: "PgClient: Failed to connect" })
-      }).pipe(
-        Effect.timeoutFail({
-          duration: connectTimeout,
-          onTimeout: () => new SqlError({ cause: new Error("Connection timed out"), message: "PgClient: Connection timed out" })
+/** How long the single-statement connection stays out of the pool unused: `pg-pool`'s own idle timeout. */
+const laneIdle = Duration.seconds(10)
+
+/**
+ * Open the pool and check that it connects, within the connect timeout; closed with the scope.
+ * A pool of fewer than three connections keeps none out for single statements.
+ */
+export const makePool = (options: PoolOptions): Effect.Effect<OwnPool, SqlError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const connectTimeout = Duration.decode(options.connectTimeout ?? Duration.seconds(5))
+    const { lane, pool } = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const pool = new Pg.Pool({
+          connectionString: Redacted.value(options.url),
+          max: options.maxConnections,
+          application_name: options.applicationName,
+          connectionTimeoutMillis: Duration.toMillis(connectTimeout),
+          ...(options.preparedStatements ? { Client: preparingClient() } : {})
         })
-      )
+        // Errors of idle connections surface on the next query instead; unhandled, they would crash the process.
+        pool.on("error", () => {})
+        return { pool, lane: options.maxConnections >= 3 ? makeLane(pool, options.maxConnections) : undefined }
+      }),
+      ({ lane, pool }) =>
+        Effect.suspend(() => {
+          lane?.close()
+          return Effect.promise(() => pool.end())
+        }).pipe(Effect.timeoutOption(Duration.seconds(1)))
     )
-  )
-}
+    yield* Effect.tryPromise({
+      try: () => pool.query("SELECT 1"),
+      catch: (cause) => new SqlError({ cause, message: "PgClient: Failed to connect" })
+    }).pipe(
+      Effect.timeoutFail({
+        duration: connectTimeout,
+        onTimeout: () => new SqlError({ cause: new Error("Connection timed out"), message: "PgClient: Connection timed out" })
+      })
+    )
+    if (lane !== undefined) {
+      // Idleness is the connection's, in real time, whatever clock the application runs on
+      // (a test's TestClock would run this check for every 10 s it skips).
+      yield* Effect.sync(() => lane.releaseIfIdle(Duration.toMillis(laneIdle))).pipe(
+        Effect.repeat(Schedule.spaced(laneIdle)),
+        Effect.withClock(Clock.make()),
+        Effect.forkScoped
+      )
+    }
+    const send = lane === undefined ? (config: Pg.QueryConfig, callback: Callback) => void pool.query(config, callback) : lane.query
+    return {
+      pool,
+      query: <A>(text: string, values: ReadonlyArray<unknown>, rowMode?: "array") =>
+        Effect.async<ReadonlyArray<A>, SqlError>((resume) =>
+          send(
+            { text, values: values as Array<unknown>, ...(rowMode === undefined ? {} : { rowMode }) },
+            (cause, result) =>
+              resume(
+                cause
+                  ? Effect.fail(new SqlError({ cause, message: "Failed to execute statement" }))
+                  : Effect.succeed((result?.rows ?? []) as ReadonlyArray<A>)
+              )
+          )
+        )
+    }
+  })
