@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Layer, Queue, Redacted, Schedule, Schema, Scope, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Exit, Layer, Queue, Redacted, Schedule, Schema, Scope, Stream } from "effect"
 import { Job, JobClient, JobStore } from "conveyor"
 import * as Pg from "conveyor/pg"
 import { insertOf, jobStoreSuite } from "./conformance/jobStoreSuite.js"
@@ -189,6 +189,47 @@ describe("notifications", () => {
       yield* Stream.runDrain(Stream.take(Stream.filter(again, (queue) => queue === "*"), 1))
       assert.strictEqual(yield* listeners, 1)
     }).pipe(Effect.scoped, Effect.provide(pgStoreLayer(schema))))
+
+  it.live("are sent by each inserting statement, once per queue of the jobs it leaves waiting", () =>
+    Effect.gen(function*() {
+      const store = yield* JobStore
+      const wakeups = yield* store.subscribeWakeups
+      const heard: Array<string> = []
+      const connected = yield* Deferred.make<void>()
+      yield* Effect.forkScoped(Stream.runForEach(wakeups, (queue) =>
+        queue === "*" ? Deferred.succeed(connected, undefined) : Effect.sync(() => void heard.push(queue))
+      ))
+      yield* Deferred.await(connected)
+      const queue = (label: string) => `${label}-${schema}`.replace(/_/g, "-")
+      // A local worker with room for one job of queue "handed".
+      yield* store.registerLocalWorker({
+        workerId: "local",
+        leaseDuration: Duration.seconds(30),
+        reserve: (q, _name, count) =>
+          q === queue("handed") || q === queue("handed-one")
+            ? { count: Math.min(count, 1), take: () => Effect.void, cancel: () => {} }
+            : undefined
+      })
+      // A batch across two queues; a batch with unique keys, then again (nothing inserted, nothing
+      // announced); a single job with a unique key, twice; a job due later; a batch of which
+      // one job goes to the local worker and one waits; a single job for the local worker.
+      yield* store.insert([insertOf(queue("a")), insertOf(queue("b")), insertOf(queue("a"))])
+      const uniqueBatch = [insertOf(queue("unique"), { uniqueKey: `k1-${schema}` }), insertOf(queue("unique"), { uniqueKey: `k2-${schema}` })]
+      yield* store.insert(uniqueBatch)
+      yield* store.insert(uniqueBatch)
+      yield* store.insert([insertOf(queue("unique-one"), { uniqueKey: `k3-${schema}` })])
+      yield* store.insert([insertOf(queue("unique-one"), { uniqueKey: `k3-${schema}` })])
+      yield* store.insert([insertOf(queue("later"), { runAt: Date.now() + 60_000 })])
+      yield* store.insert([insertOf(queue("handed")), insertOf(queue("handed"))])
+      yield* store.insert([insertOf(queue("handed-one"))])
+      const expected = [queue("a"), queue("b"), queue("unique"), queue("unique-one"), queue("later"), queue("handed")].sort()
+      for (let i = 0; i < 100 && heard.length < expected.length; i++) yield* Effect.sleep("10 millis")
+      // Anything more (a second NOTIFY, or one for the job handed over) would come by now.
+      yield* Effect.sleep("200 millis")
+      assert.deepStrictEqual([...heard].sort(), expected)
+      const handed = yield* store.list({ queue: queue("handed-one") })
+      assert.deepStrictEqual(handed.map((job) => job.state), ["running"])
+    }).pipe(Effect.scoped, Effect.provide(pgStoreLayer())))
 
   it.live("wake this process for its own insert when the listener connected only while the insert ran", () =>
     Effect.gen(function*() {
