@@ -3,7 +3,7 @@
  * the job's Schema before anything is stored, so bad input fails fast and nothing half-written
  * is left behind.
  */
-import { Clock, Context, DateTime, Duration, Effect, Either, Layer, Option, ParseResult, Schema } from "effect"
+import { Context, DateTime, Duration, Effect, Either, Layer, Option, ParseResult, Schema } from "effect"
 import {
   InvalidName,
   InvalidPayload,
@@ -14,7 +14,7 @@ import {
 import type { AnyJob, AnySchema, Job } from "./Job.js"
 import { JobStore, type JobInsert, type JobRecord, type Trigger } from "./JobStore.js"
 import * as Metrics from "./internal/metrics.js"
-import { isValidName, validateName } from "./internal/names.js"
+import { isValidName } from "./internal/names.js"
 import { withSendSpan } from "./internal/tracing.js"
 
 export interface EnqueueOptions {
@@ -149,17 +149,19 @@ export const make = (options: JobClientOptions = {}) =>
         })
       )
 
+    // One step before the store: each effect of an enqueue costs an idle process several times
+    // what it costs a busy one, and a single enqueue's latency is mostly such steps.
     const enqueueMany: JobClientShape["enqueueMany"] = (job, items) =>
-      Effect.gen(function*() {
-        yield* validateName("job", job.name)
-        const now = yield* Clock.currentTimeMillis
+      Effect.clockWith((clock): Effect.Effect<ReadonlyArray<Enqueued>, EnqueueError> => {
+        if (!isValidName(job.name)) return Effect.fail(new InvalidName({ kind: "job", name: job.name }))
+        const now = clock.unsafeCurrentTimeMillis()
         const inserts: Array<JobInsert> = []
         for (const item of items) {
           const insert = toInsert(job, item.payload, item.options ?? {}, now)
-          if (Either.isLeft(insert)) return yield* insert.left
+          if (Either.isLeft(insert)) return Effect.fail(insert.left)
           inserts.push(insert.right)
         }
-        return yield* send(job.name, inserts)
+        return send(job.name, inserts)
       })
 
     const enqueue: JobClientShape["enqueue"] = (job, payload, opts) =>

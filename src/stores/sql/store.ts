@@ -4,7 +4,7 @@
  */
 import { TransactionConnection } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Clock, Duration, Effect, Fiber, Option, PubSub, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Fiber, Option, PubSub, Stream } from "effect"
 import { StoreError } from "../../Errors.js"
 import type {
   AttemptError,
@@ -240,12 +240,29 @@ export const makeSqlStore = (dialect: Dialect) =>
         Effect.uninterruptible
       )
 
-    const insert = (jobs: ReadonlyArray<JobInsert>) =>
-      Effect.gen(function*() {
-        if (jobs.length === 0) return []
-        const listenedBefore = listening
-        const now = yield* Clock.currentTimeMillis
-        const rows: Array<InsertRow> = jobs.map((job, ord) => ({
+    const insert = (jobs: ReadonlyArray<JobInsert>): Effect.Effect<ReadonlyArray<InsertResult>, StoreError> =>
+      jobs.length === 0 ? Effect.succeed([]) : Effect.mapError(
+        // The clock and the context read in one step each, the local hand-over without a
+        // generator: a single enqueue's latency is mostly such steps (see JobClient).
+        Effect.clockWith((clock) =>
+          Effect.contextWithEffect((context: Context.Context<never>) => {
+            const listenedBefore = listening
+            const now = clock.unsafeCurrentTimeMillis()
+            const rows = insertRows(jobs)
+            // Inside the caller's transaction the job may yet roll back: it waits for a claim.
+            const local = Option.isSome(Context.getOption(context, TransactionConnection))
+              ? undefined
+              : localWorkers.claimFor(jobs, now)
+            return local !== undefined
+              ? insertForLocalWorker(jobs, rows, local, listenedBefore)
+              : insertWaiting(jobs, rows, now, listenedBefore)
+          })
+        ),
+        (cause) => new StoreError({ op: "insert", cause })
+      )
+
+    const insertRows = (jobs: ReadonlyArray<JobInsert>): Array<InsertRow> =>
+      jobs.map((job, ord) => ({
           ord,
           name: job.name,
           queue: job.queue,
@@ -260,11 +277,10 @@ export const makeSqlStore = (dialect: Dialect) =>
           // Columns hold whole milliseconds.
           run_at: Math.ceil(job.runAt)
         }))
-        // Inside the caller's transaction the job may yet roll back: it waits for a claim.
-        const local = Option.isSome(yield* Effect.serviceOption(TransactionConnection))
-          ? undefined
-          : localWorkers.claimFor(jobs, now)
-        if (local !== undefined) return yield* insertForLocalWorker(jobs, rows, local, listenedBefore)
+
+    /** Jobs that wait for a claim. */
+    const insertWaiting = (jobs: ReadonlyArray<JobInsert>, rows: ReadonlyArray<InsertRow>, now: number, listenedBefore: boolean) =>
+      Effect.gen(function*() {
         // Inserted rows come back in input order; a row whose unique key was live (in the
         // database, or earlier in this batch) is skipped by the unique index and answered with
         // the live job instead.
@@ -307,7 +323,7 @@ export const makeSqlStore = (dialect: Dialect) =>
           else return yield* Effect.fail(new Error(`unique key ${JSON.stringify(r)} changed hands twice during one enqueue`))
         }
         return answered
-      }).pipe(Effect.mapError((cause) => new StoreError({ op: "insert", cause })))
+      })
 
     const store: JobStoreShape = {
       insert,
