@@ -127,7 +127,6 @@ describe("worker processes on postgresql", () => {
       const target = freshSchema("mp_terminate")
       const n = 4000
       yield* Effect.gen(function*() {
-        yield* enqueue(n)
         const workers = Array.from({ length: 4 }, () =>
           spawnWorker({
             STORE: "pg",
@@ -140,6 +139,13 @@ describe("worker processes on postgresql", () => {
               rescueInterval: "1 second"
             })
           }))
+        // Connections are terminated while every worker runs, not while one still starts (its
+        // startup would fail, as it should, with its migration's connection gone).
+        yield* Effect.sync(() => workers.every((worker) => worker.lines.includes("started"))).pipe(
+          Effect.repeat({ schedule: Schedule.spaced("100 millis"), until: (started) => started, times: 600 })
+        )
+        expect(workers.map((worker) => worker.lines.includes("started")), exitReport(workers)).toEqual([true, true, true, true])
+        yield* enqueue(n)
         yield* awaitCompleted(n / 4, "60 seconds")
         const sql = yield* SqlClient.SqlClient
         const terminated = yield* sql<{ pid: number }>`
