@@ -109,7 +109,7 @@ const migrations = (schema: string): ReadonlyArray<Migration> => {
     ]
   }, {
     // The inserting statements announce the jobs they leave waiting themselves (see
-    // `announcing`): the trigger ran for every insert, those of jobs handed to a local worker
+    // `announced`): the trigger ran for every insert, those of jobs handed to a local worker
     // too, at ~0.1 ms of the statement each.
     id: 4,
     name: "notify_from_inserting_statements",
@@ -161,7 +161,9 @@ export const makePgDialect = (schema: string) =>
     const announcingInserted = (insert: string, columns: string) => `
       WITH inserted AS (${insert} RETURNING id, unique_key, queue)
       SELECT ${columns} FROM inserted
-      WHERE (SELECT count(pg_notify(${literal(channel.jobs)}, queue)) FROM (SELECT DISTINCT queue FROM inserted) AS queues) >= 0`
+      WHERE ${announced("ARRAY(SELECT DISTINCT queue FROM inserted)")}`
+    /** The queues of a batch, each once. */
+    const queuesOf = (rows: ReadonlyArray<InsertRow>) => [...new Set(rows.map((row) => row.queue))]
 
     const insertSql = prepared(announcingInserted(
       `INSERT INTO ${jobs} (name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
@@ -349,7 +351,7 @@ export const makePgDialect = (schema: string) =>
           ? single(row.unique_key === null ? insertOnePlainSql : insertOneSql, singleInsertParams(row, now))
           : rows.some((row) => row.unique_key !== null)
           ? q(insertSql, [JSON.stringify(rows), now])
-          : q(insertPlainSql, [...columnsOf(rows), now, [...new Set(rows.map((row) => row.queue))]])
+          : q(insertPlainSql, [...columnsOf(rows), now, queuesOf(rows)])
       },
       liveByUniqueKey: (keys) =>
         q(
@@ -367,7 +369,7 @@ export const makePgDialect = (schema: string) =>
             claim.leaseExpiresAt,
             claim.workerId,
             picked,
-            picked.every(Boolean) ? [] : [...new Set(rows.map((row) => row.queue))]
+            picked.every(Boolean) ? [] : queuesOf(rows)
           ])
             .values
       },

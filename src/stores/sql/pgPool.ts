@@ -36,15 +36,15 @@ type Callback = (cause: Error | null | undefined, result: Pg.QueryResult | undef
  * busy goes through the pool. Checking a connection out of `pg-pool` and back (a tick, two
  * timers, listeners) cost an idle process about a tenth of a millisecond of its enqueue latency,
  * measured. It is taken when the pool has a connection to spare, given back after an error the
- * server did not report (the connection may be broken) or once idle for `idleMillis`, and
- * dropped if it fails while idle.
+ * server did not report (the connection may be broken) or after a whole check interval unused
+ * (see `releaseIfUnused`), and dropped if it fails while idle.
  */
 const makeLane = (pool: Pg.Pool, maxConnections: number) => {
   let client: Pg.PoolClient | undefined
   let busy = false
   let acquiring = false
   let closed = false
-  let lastUsed = 0
+  let usedSinceCheck = false
   const giveBack = (error?: Error) => {
     const held = client
     if (held === undefined) return
@@ -72,19 +72,19 @@ const makeLane = (pool: Pg.Pool, maxConnections: number) => {
         return void pool.query(config, callback)
       }
       busy = true
+      usedSinceCheck = true
       held.query(config, (cause: Error | null | undefined, result: Pg.QueryResult | undefined) => {
-        lastUsed = Date.now()
         busy = false
-        if (cause instanceof Pg.DatabaseError) {
-          if (closed) giveBack()
-        } else if (cause || closed) {
-          giveBack(cause ?? undefined)
-        }
+        // An error the server reported leaves the connection usable; any other may not.
+        if (cause && !(cause instanceof Pg.DatabaseError)) giveBack(cause)
+        else if (closed) giveBack()
         callback(cause, result)
       })
     },
-    releaseIfIdle: (idleMillis: number) => {
-      if (client !== undefined && !busy && Date.now() - lastUsed >= idleMillis) giveBack()
+    /** Called every check interval: gives the connection back if no statement used it since the last call. */
+    releaseIfUnused: () => {
+      if (!usedSinceCheck && !busy) giveBack()
+      usedSinceCheck = false
     },
     close: () => {
       closed = true
@@ -133,8 +133,8 @@ const preparingClient = (): typeof Pg.Client => {
   }
 }
 
-/** How long the single-statement connection stays out of the pool unused: `pg-pool`'s own idle timeout. */
-const laneIdle = Duration.seconds(10)
+/** How often the single-statement connection is checked for use: `pg-pool`'s own idle timeout. */
+const laneCheck = Duration.seconds(10)
 
 /**
  * Open the pool and check that it connects, within the connect timeout; closed with the scope.
@@ -174,8 +174,8 @@ export const makePool = (options: PoolOptions): Effect.Effect<OwnPool, SqlError,
     if (lane !== undefined) {
       // Idleness is the connection's, in real time, whatever clock the application runs on
       // (a test's TestClock would run this check for every 10 s it skips).
-      yield* Effect.sync(() => lane.releaseIfIdle(Duration.toMillis(laneIdle))).pipe(
-        Effect.repeat(Schedule.spaced(laneIdle)),
+      yield* Effect.sync(lane.releaseIfUnused).pipe(
+        Effect.repeat(Schedule.spaced(laneCheck)),
         Effect.withClock(Clock.make()),
         Effect.forkScoped
       )
