@@ -1,13 +1,14 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Deferred, Duration, Effect, Exit, Layer, Queue, Redacted, Schedule, Schema, Scope, Stream } from "effect"
-import { Job, JobClient, JobStore } from "conveyor"
+import { Chunk, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Redacted, Schedule, Schema, Scope, Stream } from "effect"
+import { Job, JobClient, JobStore, Worker } from "conveyor"
 import * as Pg from "conveyor/pg"
 import { insertOf, jobStoreSuite } from "./conformance/jobStoreSuite.js"
 import type { Signal } from "../src/stores/sql/dialect.js"
 import { makePgDialect } from "../src/stores/sql/pg.js"
 import { makeSqlStore } from "../src/stores/sql/store.js"
 import { dropSchemaAfterwards, freshSchema, pgClientLayer, pgStoreLayer, pgUrl } from "./databases.js"
+import { start } from "./helpers.js"
 
 // On the application's own `SqlClient`, whose statements go unnamed.
 jobStoreSuite("postgresql", pgStoreLayer())
@@ -15,9 +16,9 @@ jobStoreSuite("postgresql", pgStoreLayer())
 /** The shipped layer on its own pool, in a fresh schema, by default on one connection. */
 const shippedLayer = (
   preparedStatements?: boolean,
-  options: { readonly maxConnections?: number; readonly applicationName?: string } = {}
+  options: { readonly maxConnections?: number; readonly applicationName?: string; readonly schema?: string } = {}
 ) => {
-  const schema = freshSchema()
+  const schema = options.schema ?? freshSchema()
   return Layer.provideMerge(
     dropSchemaAfterwards(schema),
     Pg.layerWith({
@@ -258,4 +259,59 @@ describe("notifications", () => {
       for (let i = 0; i < 100 && !heard.includes("late-listener"); i++) yield* Effect.sleep("10 millis")
       assert.deepStrictEqual(heard, ["*", "late-listener"])
     }).pipe(Effect.scoped, Effect.provide(pgClientLayer)))
+})
+
+describe("a job handed to a worker of this process", () => {
+  const stores = [
+    ["on its own pool", (schema: string) => shippedLayer(undefined, { maxConnections: 4, schema })],
+    ["on the application's client", (schema: string) => Layer.provideMerge(JobClient.layer, pgStoreLayer(schema))]
+  ] as const
+  /** A store in a fresh schema with an idle worker of this process, which reports each job it starts. */
+  const idleWorker = (storeLayer: (schema: string) => Layer.Layer<JobClient | SqlClient.SqlClient | JobStore, unknown, SqlClient.SqlClient>) =>
+    Effect.gen(function*() {
+      const schema = freshSchema()
+      const context = yield* Layer.build(storeLayer(schema))
+      const started = yield* Deferred.make<number>()
+      yield* start(Worker.layer({ handlers: [Ping.handler(({ n }) => Deferred.succeed(started, n))] })).pipe(
+        Effect.provide(context)
+      )
+      // Until its runners wait for work, a job would be inserted waiting, not handed over.
+      yield* Effect.sleep("100 millis")
+      return { schema, sql: Context.get(context, SqlClient.SqlClient), client: Context.get(context, JobClient), started }
+    })
+
+  for (const [name, storeLayer] of stores) {
+    it.live(`starts before its insert is flushed to disk; the enqueue answers once it is (${name})`, () =>
+      Effect.gen(function*() {
+        const { client, schema, sql, started } = yield* idleWorker(storeLayer)
+        // The statement that waits for the flush writes the marker sequence: an open transaction
+        // altering it holds that statement back.
+        const locked = yield* Deferred.make<void>()
+        const unlock = yield* Deferred.make<void>()
+        yield* sql.withTransaction(
+          sql.unsafe(`ALTER SEQUENCE "${schema}".flush_marker INCREMENT BY 1`).pipe(
+            Effect.zipRight(Deferred.succeed(locked, undefined)),
+            Effect.zipRight(Deferred.await(unlock))
+          )
+        ).pipe(Effect.forkScoped)
+        yield* Deferred.await(locked)
+        const enqueue = yield* Effect.forkScoped(client.enqueue(Ping, { n: 7 }))
+        assert.strictEqual(yield* Deferred.await(started), 7)
+        yield* Effect.sleep("200 millis")
+        assert.isTrue(Option.isNone(yield* Fiber.poll(enqueue)))
+        yield* Deferred.succeed(unlock, undefined)
+        const id = yield* Fiber.join(enqueue)
+        assert.strictEqual((yield* client.get(id)).attempt, 1)
+      }).pipe(Effect.scoped, Effect.provide(pgClientLayer)))
+
+    it.live(`fails its enqueue with a StoreError when the flush fails (${name})`, () =>
+      Effect.gen(function*() {
+        const { client, schema, sql, started } = yield* idleWorker(storeLayer)
+        yield* sql.unsafe(`DROP SEQUENCE "${schema}".flush_marker`)
+        const outcome = yield* Effect.either(client.enqueue(Ping, { n: 8 }))
+        assert.isTrue(outcome._tag === "Left" && outcome.left._tag === "StoreError")
+        // Committed already, the job is not taken back: the caller cannot tell that it is durable.
+        assert.strictEqual(yield* Deferred.await(started), 8)
+      }).pipe(Effect.scoped, Effect.provide(pgClientLayer)))
+  }
 })

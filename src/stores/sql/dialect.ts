@@ -131,6 +131,17 @@ export type Signal = { readonly _tag: "Wakeup"; readonly queue: string } | {
   readonly id: string
 } | { readonly _tag: "Connected" } | { readonly _tag: "Disconnected" }
 
+/** What `insertClaimed` answers. */
+export interface ClaimedInsert {
+  /** Each job's `[id, state]`, in input order. */
+  readonly rows: ReadonlyArray<ReadonlyArray<unknown>>
+  /**
+   * Waits until the insert is on disk. The rows may come sooner (PostgreSQL), so that the worker
+   * starts its jobs at once; the enqueue answers its caller after this.
+   */
+  readonly durable: Effect.Effect<void, SqlError>
+}
+
 export interface Dialect {
   readonly name: "pg" | "sqlite"
   /** Forward-only migrations, in order. */
@@ -141,14 +152,13 @@ export interface Dialect {
   readonly insert: (rows: ReadonlyArray<InsertRow>, now: number) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly unique_key: string | null }>, SqlError>
   /**
    * Insert jobs due now without unique keys, the `picked` ones already claimed by a worker of
-   * this process (see `registerLocalWorker`) unless their queue is paused. Answers each job's
-   * `[id, state]` in input order.
+   * this process (see `registerLocalWorker`) unless their queue is paused.
    */
   readonly insertClaimed: (
     rows: ReadonlyArray<InsertRow>,
     picked: ReadonlyArray<boolean>,
     claim: ClaimStamp
-  ) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+  ) => Effect.Effect<ClaimedInsert, SqlError>
   readonly liveByUniqueKey: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly unique_key: string }>, SqlError>
   readonly claim: (params: ClaimStamp & {
     readonly queues: ReadonlyArray<{ readonly queue: string; readonly limit: number }>

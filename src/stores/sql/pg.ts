@@ -117,6 +117,12 @@ const migrations = (schema: string): ReadonlyArray<Migration> => {
       `DROP TRIGGER IF EXISTS notify_inserted_jobs ON ${s}.jobs`,
       `DROP FUNCTION IF EXISTS ${s}.notify_inserted_jobs()`
     ]
+  }, {
+    // Set by `flushSql`: a write whose synchronous commit flushes the WAL before it,
+    // without a row to lock (a sequence is not transactional) or a trace in logical decoding.
+    id: 5,
+    name: "flush_marker",
+    statements: [`CREATE SEQUENCE ${s}.flush_marker`]
   }]
 }
 
@@ -205,6 +211,10 @@ export const makePgDialect = (schema: string) =>
     // statement; the database answers ids alone, as the records are built from what was sent.
     // Jobs that go to the worker need no announcement, nor do those of a paused queue (resuming
     // it announces them): of a batch, $15 is the queue when some of its jobs are not picked.
+    // A single job commits without waiting for the disk, so the worker starts it at once: the
+    // flush took half the round trip to an idle database (0.6 of 1.3 ms, measured). The enqueue
+    // answers its caller after `flushSql`, so what it reports stays durable. A batch waits for
+    // the disk: the second statement cost a producer of batches of 100 a fifth of its rate.
     // attempt, attempted_at, lease_token, lease_expires_at, worker_id: $11 is now, $12 the lease's
     // expiry, $13 the worker, in both statements.
     const claimedValues = `CASE WHEN c.claimed THEN 1 ELSE 0 END, CASE WHEN c.claimed THEN $11::bigint END,
@@ -212,12 +222,16 @@ export const makePgDialect = (schema: string) =>
        CASE WHEN c.claimed THEN $13::text END`
     const claimedInsertColumns = `name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
       trace_context, enqueued_at, run_at, attempt, attempted_at, lease_token, lease_expires_at, worker_id`
+    // Any synchronous commit flushes the WAL up to its own record: this one writes the least.
+    const flushSql = prepared(`SELECT setval(${literal(`${s}.flush_marker`)}, 1)`)
+    const flushed = Effect.asVoid(single(flushSql, []))
     const insertClaimedOneSql = prepared(`
       INSERT INTO ${jobs} (${claimedInsertColumns})
       SELECT $1::text, $2::text, CASE WHEN c.claimed THEN 'running' ELSE 'available' END, $3::text, $4::int, $5::int,
              $6::text, $7::text, $8::text, $9::text, $11::bigint, $10::bigint,
              ${claimedValues}
       FROM (SELECT NOT EXISTS (SELECT 1 FROM ${s}.queues q WHERE q.name = $2::text AND q.paused) AS claimed) AS c
+      WHERE ${asyncCommit}
       RETURNING id::text, state`)
     const insertClaimedManySql = prepared(`
       INSERT INTO ${jobs} (${claimedInsertColumns})
@@ -362,16 +376,21 @@ export const makePgDialect = (schema: string) =>
       insertClaimed: (rows, picked, claim) => {
         const [row] = rows
         return rows.length === 1 && row !== undefined
-          ? single(insertClaimedOneSql, claimedInsertParams(row, claim), "array")
-          : sql.unsafe(insertClaimedManySql, [
-            ...columnsOf(rows),
-            claim.now,
-            claim.leaseExpiresAt,
-            claim.workerId,
-            picked,
-            picked.every(Boolean) ? [] : queuesOf(rows)
-          ])
-            .values
+          ? Effect.map(
+            single<ReadonlyArray<unknown>>(insertClaimedOneSql, claimedInsertParams(row, claim), "array"),
+            (rows) => ({ rows, durable: flushed })
+          )
+          : Effect.map(
+            sql.unsafe(insertClaimedManySql, [
+              ...columnsOf(rows),
+              claim.now,
+              claim.leaseExpiresAt,
+              claim.workerId,
+              picked,
+              picked.every(Boolean) ? [] : queuesOf(rows)
+            ]).values,
+            (rows) => ({ rows, durable: Effect.void })
+          )
       },
       claim: ({ leaseExpiresAt, now, queues, workerId }) =>
         sql.unsafe(claimSql, [JSON.stringify(queues.map(({ limit, queue }) => ({ queue, lim: limit }))), now, leaseExpiresAt, workerId]).values,

@@ -244,16 +244,20 @@ export const makeSqliteDialect = (prefix: string) =>
            WHERE unique_key IN (SELECT value FROM json_each(?)) AND state IN ${active}`,
           [JSON.stringify(keys)]
         ),
+      // A commit here is as durable as it will be once answered.
       insertClaimed: (rows, picked, claim) => {
         const [row] = rows
-        return rows.length === 1 && row !== undefined
-          ? values(insertClaimedOneSql, claimedInsertParams(row, claim))
-          : values(insertClaimedManySql, [
-            claim.now,
-            claim.leaseExpiresAt,
-            claim.workerId,
-            JSON.stringify(rows.map((row, i) => ({ ...row, picked: picked[i] })))
-          ])
+        return Effect.map(
+          rows.length === 1 && row !== undefined
+            ? values(insertClaimedOneSql, claimedInsertParams(row, claim))
+            : values(insertClaimedManySql, [
+              claim.now,
+              claim.leaseExpiresAt,
+              claim.workerId,
+              JSON.stringify(rows.map((row, i) => ({ ...row, picked: picked[i] })))
+            ]),
+          (inserted) => ({ rows: inserted, durable: Effect.void })
+        )
       },
       claim: ({ leaseExpiresAt, now, queues, workerId }) =>
         Effect.map(

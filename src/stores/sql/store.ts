@@ -224,13 +224,17 @@ export const makeSqlStore = (dialect: Dialect) =>
         return dialect.insertClaimed(rows, picked, local)
       }).pipe(
         Effect.onError(() => Effect.sync(() => local.reservation.cancel())),
-        Effect.flatMap((inserted) => {
+        Effect.flatMap(({ durable, rows: inserted }) => {
           const results: Array<InsertResult> = inserted.map(([id]) => ({ id: String(id), inserted: true }))
           const claimed = local.handed
             .filter((i) => inserted[i]![1] === "running")
             .map((i) => claimedRecord(jobs[i]!, results[i]!.id, local))
-          // The rest wait for a claim, all of them if the queue is paused.
-          const waiting = claimed.length < jobs.length ? wakeForOwnWrite(listenedBefore, [jobs[0]!.queue]) : Effect.void
+          // The rest wait for a claim, all of them if the queue is paused. The caller hears of
+          // the jobs once they are on disk; the worker has them first.
+          const waiting = Effect.zipRight(
+            claimed.length < jobs.length ? wakeForOwnWrite(listenedBefore, [jobs[0]!.queue]) : Effect.void,
+            durable
+          )
           if (claimed.length === 0) {
             local.reservation.cancel()
             return Effect.as(waiting, results)
