@@ -14,7 +14,7 @@ import {
 import type { AnyJob, AnySchema, Job } from "./Job.js"
 import { JobStore, type JobInsert, type JobRecord, type Trigger } from "./JobStore.js"
 import * as Metrics from "./internal/metrics.js"
-import { isValidName } from "./internal/names.js"
+import { validateName } from "./internal/names.js"
 import { withSendSpan } from "./internal/tracing.js"
 
 export interface EnqueueOptions {
@@ -108,7 +108,8 @@ export const make = (options: JobClientOptions = {}) =>
       now: number
     ): Either.Either<JobInsert, InvalidName | InvalidPayload | PayloadTooLarge> => {
       const queue = opts.queue ?? job.queue
-      if (!isValidName(queue)) return Either.left(new InvalidName({ kind: "queue", name: queue }))
+      const validQueue = validateName("queue", queue)
+      if (Either.isLeft(validQueue)) return Either.left(validQueue.left)
       const json = encodeJson(job, payload)
       if (Either.isLeft(json)) return Either.left(json.left)
       // UTF-8 takes at most 3 bytes per UTF-16 unit: only a long payload needs counting.
@@ -153,7 +154,8 @@ export const make = (options: JobClientOptions = {}) =>
     // what it costs a busy one, and a single enqueue's latency is mostly such steps.
     const enqueueMany: JobClientShape["enqueueMany"] = (job, items) =>
       Effect.clockWith((clock): Effect.Effect<ReadonlyArray<Enqueued>, EnqueueError> => {
-        if (!isValidName(job.name)) return Effect.fail(new InvalidName({ kind: "job", name: job.name }))
+        const validJob = validateName("job", job.name)
+        if (Either.isLeft(validJob)) return Effect.fail(validJob.left)
         const now = clock.unsafeCurrentTimeMillis()
         const inserts: Array<JobInsert> = []
         for (const item of items) {

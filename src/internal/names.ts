@@ -1,4 +1,4 @@
-import { Effect } from "effect"
+import { Either } from "effect"
 import { InvalidName } from "../Errors.js"
 
 /**
@@ -9,5 +9,6 @@ export const namePattern = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/
 
 export const isValidName = (name: string): boolean => namePattern.test(name)
 
-export const validateName = (kind: "queue" | "job", name: string): Effect.Effect<string, InvalidName> =>
-  isValidName(name) ? Effect.succeed(name) : Effect.fail(new InvalidName({ kind, name }))
+/** The name, or why it is refused; an `Either`, so also an effect for callers that `yield*` it. */
+export const validateName = (kind: "queue" | "job", name: string): Either.Either<string, InvalidName> =>
+  isValidName(name) ? Either.right(name) : Either.left(new InvalidName({ kind, name }))

@@ -31,7 +31,8 @@ const columnsOf = (rows: ReadonlyArray<InsertRow>) => [
  * Commit this statement's transaction without waiting for its WAL flush. Used for the worker's
  * own bookkeeping (claims, settlements, heartbeats, rescue, pruning): a database crash can lose
  * the last moments of those, which only makes the affected jobs run again (delivery is
- * at-least-once anyway), never loses one. Enqueues stay fully durable.
+ * at-least-once anyway), never loses one. And for a single job handed to a local worker, which
+ * then starts at once; its enqueue answers only after `flushSql`, so enqueues stay durable.
  */
 const asyncCommit = `(SELECT set_config('synchronous_commit', 'off', true)) = 'off'`
 const active = `('scheduled', 'available', 'running', 'retryable')`

@@ -229,17 +229,15 @@ export const makeSqlStore = (dialect: Dialect) =>
           const claimed = local.handed
             .filter((i) => inserted[i]![1] === "running")
             .map((i) => claimedRecord(jobs[i]!, results[i]!.id, local))
-          // The rest wait for a claim, all of them if the queue is paused. The caller hears of
-          // the jobs once they are on disk; the worker has them first.
-          const waiting = Effect.zipRight(
-            claimed.length < jobs.length ? wakeForOwnWrite(listenedBefore, [jobs[0]!.queue]) : Effect.void,
-            durable
-          )
+          // The rest wait for a claim, all of them if the queue is paused.
+          const wakeForRest = claimed.length < jobs.length ? wakeForOwnWrite(listenedBefore, [jobs[0]!.queue]) : Effect.void
+          // The worker has its jobs first; the caller hears of them once they are on disk.
+          const answer = Effect.as(Effect.zipRight(wakeForRest, durable), results)
           if (claimed.length === 0) {
             local.reservation.cancel()
-            return Effect.as(waiting, results)
+            return answer
           }
-          return Effect.as(Effect.zipRight(local.reservation.take(claimed), waiting), results)
+          return Effect.zipRight(local.reservation.take(claimed), answer)
         }),
         Effect.uninterruptible
       )
@@ -267,20 +265,20 @@ export const makeSqlStore = (dialect: Dialect) =>
 
     const insertRows = (jobs: ReadonlyArray<JobInsert>): Array<InsertRow> =>
       jobs.map((job, ord) => ({
-          ord,
-          name: job.name,
-          queue: job.queue,
-          payload: job.payload,
-          priority: job.priority,
-          max_attempts: job.maxAttempts,
-          trigger: job.trigger,
-          tenant_id: job.tenantId,
-          metadata: job.metadata,
-          unique_key: job.uniqueKey,
-          trace_context: job.traceContext,
-          // Columns hold whole milliseconds.
-          run_at: Math.ceil(job.runAt)
-        }))
+        ord,
+        name: job.name,
+        queue: job.queue,
+        payload: job.payload,
+        priority: job.priority,
+        max_attempts: job.maxAttempts,
+        trigger: job.trigger,
+        tenant_id: job.tenantId,
+        metadata: job.metadata,
+        unique_key: job.uniqueKey,
+        trace_context: job.traceContext,
+        // Columns hold whole milliseconds.
+        run_at: Math.ceil(job.runAt)
+      }))
 
     /** Jobs that wait for a claim. */
     const insertWaiting = (jobs: ReadonlyArray<JobInsert>, rows: ReadonlyArray<InsertRow>, now: number, listenedBefore: boolean) =>
