@@ -83,6 +83,39 @@ describe("SQLite connection in a worker thread", () => {
       assert.strictEqual(rows[0]!.n, 0)
     }).pipe(Effect.provide(threadLayer())))
 
+  it.live("a direct statement waits for another fiber's transaction and is not rolled back with it", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const direct = SqliteThread.directStatements(sql)
+      assert.isDefined(direct)
+      yield* direct!.rows(`CREATE TABLE t (id INTEGER PRIMARY KEY)`, [])
+      const inserted = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const transaction = yield* Effect.fork(
+        sql.withTransaction(
+          Effect.gen(function*() {
+            yield* sql`INSERT INTO t (id) VALUES (1)`
+            yield* Deferred.succeed(inserted, undefined)
+            yield* Deferred.await(gate)
+            return yield* Effect.fail("roll back")
+          })
+        )
+      )
+      yield* Deferred.await(inserted)
+      const writer = yield* Effect.fork(direct!.values(`INSERT INTO t (id) VALUES (?) RETURNING id`, [2]))
+      yield* Effect.sleep("30 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(writer)))
+      yield* Deferred.succeed(gate, undefined)
+      assert.isTrue(Exit.isFailure(yield* Fiber.await(transaction)))
+      assert.deepStrictEqual(yield* Fiber.join(writer), [[2]])
+      assert.deepStrictEqual(yield* direct!.rows(`SELECT id FROM t ORDER BY id`, []), [{ id: 2 }])
+      // Only the thread's own client has them.
+      const file = freshSqliteFile("main")
+      const mainThread = yield* Effect.provide(SqlClient.SqlClient, SqliteClient.layer({ filename: file }))
+      removeSqliteFile(file)
+      assert.isUndefined(SqliteThread.directStatements(mainThread))
+    }).pipe(Effect.provide(threadLayer())))
+
   it.live("reads large integers exactly when asked to, and answers raw values", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

@@ -5,9 +5,10 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { Effect, Schedule } from "effect"
+import { Effect, Option, Schedule } from "effect"
 import type { JobFilter } from "../../JobStore.js"
 import { claimedColumns, claimedInsertParams, type Dialect, type JobRow, listQuery, type Migration, singleInsertParams } from "./dialect.js"
+import { directStatements } from "./sqliteThread.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
 const active = `('scheduled', 'available', 'running', 'retryable')`
@@ -67,11 +68,11 @@ const isBusy = (error: unknown) =>
   /SQLITE_BUSY|database is locked/i.test(
     String(error instanceof SqlError ? (error.cause as { code?: string } | undefined)?.code ?? error.cause : error)
   )
-const retryBusy = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.retry(effect, {
-    while: isBusy,
-    schedule: Schedule.exponential("10 millis").pipe(Schedule.intersect(Schedule.recurs(20)))
-  })
+const busyRetries = Schedule.exponential("10 millis").pipe(Schedule.intersect(Schedule.recurs(20)))
+// The retry is set up only once the first try found the database busy: on every statement it
+// cost as much as the statement's own bookkeeping.
+const retryBusy = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.catchIf(effect, isBusy, () => Effect.retry(effect, { while: isBusy, schedule: busyRetries }))
 
 /**
  * The leases sent whose write did not apply, from the `[id, lease_token]` rows of those that did
@@ -92,9 +93,25 @@ export const makeSqliteDialect = (prefix: string) =>
     const sql = yield* SqlClient.SqlClient
     const t = (table: string) => quote(`${prefix}${table}`)
     const jobs = t("jobs")
+    const direct = directStatements(sql)
+    /** Straight on the thread's connection when there is one, unless in a transaction. */
+    const outsideTransaction = <A>(viaClient: () => Effect.Effect<A, SqlError>, viaDirect: () => Effect.Effect<A, SqlError>) =>
+      direct === undefined
+        ? Effect.suspend(viaClient)
+        : Effect.flatMap(
+          Effect.serviceOption(SqlClient.TransactionConnection),
+          (transaction) => Option.isSome(transaction) ? viaClient() : viaDirect()
+        )
     const q = <A extends object>(text: string, params: ReadonlyArray<unknown> = []) =>
-      retryBusy(sql.unsafe<A>(text, params as Array<unknown>))
-    const values = (text: string, params: ReadonlyArray<unknown>) => retryBusy(sql.unsafe(text, params as Array<unknown>).values)
+      retryBusy(outsideTransaction(
+        () => sql.unsafe<A>(text, params as Array<unknown>),
+        () => direct!.rows<A>(text, params)
+      ))
+    const values = (text: string, params: ReadonlyArray<unknown>) =>
+      retryBusy(outsideTransaction(
+        () => sql.unsafe(text, params as Array<unknown>).values,
+        () => direct!.values(text, params)
+      ))
 
     yield* q(`PRAGMA busy_timeout = 10000`)
     // WAL is on already (the client's default); NORMAL is durable across application crashes.

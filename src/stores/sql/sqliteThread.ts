@@ -106,6 +106,24 @@ parentPort.on("message", ([id, op, sql, params, safeIntegers]) => {
 
 type Reply = readonly [id: number, ok: boolean, value: unknown]
 
+/**
+ * Statements straight on the thread's connection, without the SQL client's per-statement
+ * machinery (span, scope, compiler, connection effects): that machinery allocated about 60 KB
+ * and took more time than the thread's own work per statement, measured, so an idle worker's
+ * poll and a single enqueue paid mostly for it. Only outside a transaction: the caller checks.
+ */
+export interface DirectStatements {
+  readonly rows: <A extends object>(sql: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<A>, SqlError>
+  readonly values: (sql: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+}
+
+// Kept on the client object itself, so a store finds them only on the client it was given.
+const directKey = Symbol.for("conveyor/SqliteThread/direct")
+
+/** The direct statements of a client this module made; `undefined` for any other client. */
+export const directStatements = (client: Client.SqlClient): DirectStatements | undefined =>
+  (client as unknown as { readonly [directKey]?: DirectStatements })[directKey]
+
 /** The thread's error, rebuilt with the fields callers test (SQLite's `code`, e.g. SQLITE_BUSY). */
 const rebuildError = (value: unknown): Error => {
   const { code, message, name } = (value ?? {}) as { name?: string; message?: string; code?: string }
@@ -196,7 +214,7 @@ export const make = (options: SqliteThreadOptions): Effect.Effect<SqliteClient.S
       execute: (sql, params, transformRows) => rows(Op.rows, sql, params, transformRows),
       executeRaw: (sql, params) => request(Op.run, sql, params, execute),
       executeValues: (sql, params) =>
-        request(Op.values, sql, params, execute) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>,
+        semaphore.withPermits(1)(request(Op.values, sql, params, execute)) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>,
       executeUnprepared: (sql, params, transformRows) => rows(Op.unprepared, sql, params ?? [], transformRows),
       executeStream: () => Effect.dieMessage("executeStream is not implemented for SQLite") as never
     }
@@ -220,8 +238,19 @@ export const make = (options: SqliteThreadOptions): Effect.Effect<SqliteClient.S
       spanAttributes: [["db.system.name", "sqlite"]]
     })
     const whenFree = <A>(effect: Effect.Effect<A, SqlError>) => Effect.zipRight(acquirer, effect)
+    // Waits for the connection like any statement, so it never runs inside another fiber's transaction.
+    const direct: DirectStatements = {
+      rows: <A extends object>(sql: string, params: ReadonlyArray<unknown>) =>
+        semaphore.withPermits(1)(request(Op.rows, sql, params, execute)) as Effect.Effect<ReadonlyArray<A>, SqlError>,
+      values: (sql, params) =>
+        semaphore.withPermits(1)(request(Op.values, sql, params, execute)) as Effect.Effect<
+          ReadonlyArray<ReadonlyArray<unknown>>,
+          SqlError
+        >
+    }
     // The sqlite-node service's shape, so code written against `SqliteClient` works unchanged.
     return Object.assign(client, {
+      [directKey]: direct,
       [SqliteClient.TypeId]: SqliteClient.TypeId,
       config: { filename: options.filename, ...(options.disableWAL === undefined ? {} : { disableWAL: options.disableWAL }) },
       export: whenFree(request(Op.export, "", [], "Failed to export database") as Effect.Effect<Uint8Array, SqlError>),
