@@ -95,6 +95,8 @@ describe("SQLite connection in a worker thread", () => {
         sql.withTransaction(
           Effect.gen(function*() {
             yield* sql`INSERT INTO t (id) VALUES (1)`
+            // The transaction's own statements run at once, whatever their form.
+            assert.deepStrictEqual(yield* sql`SELECT id FROM t`.values, [[1]])
             yield* Deferred.succeed(inserted, undefined)
             yield* Deferred.await(gate)
             return yield* Effect.fail("roll back")

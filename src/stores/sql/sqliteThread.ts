@@ -214,7 +214,7 @@ export const make = (options: SqliteThreadOptions): Effect.Effect<SqliteClient.S
       execute: (sql, params, transformRows) => rows(Op.rows, sql, params, transformRows),
       executeRaw: (sql, params) => request(Op.run, sql, params, execute),
       executeValues: (sql, params) =>
-        semaphore.withPermits(1)(request(Op.values, sql, params, execute)) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>,
+        request(Op.values, sql, params, execute) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>,
       executeUnprepared: (sql, params, transformRows) => rows(Op.unprepared, sql, params ?? [], transformRows),
       executeStream: () => Effect.dieMessage("executeStream is not implemented for SQLite") as never
     }
