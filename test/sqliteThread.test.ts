@@ -56,39 +56,13 @@ describe("SQLite connection in a worker thread", () => {
       assert.strictEqual(rows[0]!.n, 1)
     }).pipe(Effect.provide(threadLayer())))
 
-  it.live("a transaction has the connection to itself until it ends", () =>
+  /**
+   * Runs `other` in another fiber while a transaction that inserted row 1 into `t` is open:
+   * `other` must still be waiting 30 ms later. The transaction then rolls back; `other`'s result.
+   */
+  const whileTransactionOpen = <A, E>(other: Effect.Effect<A, E>) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      yield* sql`CREATE TABLE t (id INTEGER PRIMARY KEY)`
-      const inserted = yield* Deferred.make<void>()
-      const gate = yield* Deferred.make<void>()
-      const transaction = yield* Effect.fork(
-        sql.withTransaction(
-          Effect.gen(function*() {
-            yield* sql`INSERT INTO t (id) VALUES (1)`
-            yield* Deferred.succeed(inserted, undefined)
-            yield* Deferred.await(gate)
-            return yield* Effect.fail("roll back")
-          })
-        )
-      )
-      yield* Deferred.await(inserted)
-      // Another fiber's read waits for the transaction rather than seeing its uncommitted row.
-      const reader = yield* Effect.fork(sql<{ n: number }>`SELECT count(*) AS n FROM t`)
-      yield* Effect.sleep("30 millis")
-      assert.isTrue(Option.isNone(yield* Fiber.poll(reader)))
-      yield* Deferred.succeed(gate, undefined)
-      assert.isTrue(Exit.isFailure(yield* Fiber.await(transaction)))
-      const rows = yield* Fiber.join(reader)
-      assert.strictEqual(rows[0]!.n, 0)
-    }).pipe(Effect.provide(threadLayer())))
-
-  it.live("a direct statement waits for another fiber's transaction and is not rolled back with it", () =>
-    Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      const direct = SqliteThread.directStatements(sql)
-      assert.isDefined(direct)
-      yield* direct!.rows(`CREATE TABLE t (id INTEGER PRIMARY KEY)`, [])
       const inserted = yield* Deferred.make<void>()
       const gate = yield* Deferred.make<void>()
       const transaction = yield* Effect.fork(
@@ -104,12 +78,31 @@ describe("SQLite connection in a worker thread", () => {
         )
       )
       yield* Deferred.await(inserted)
-      const writer = yield* Effect.fork(direct!.values(`INSERT INTO t (id) VALUES (?) RETURNING id`, [2]))
+      const waiting = yield* Effect.fork(other)
       yield* Effect.sleep("30 millis")
-      assert.isTrue(Option.isNone(yield* Fiber.poll(writer)))
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiting)))
       yield* Deferred.succeed(gate, undefined)
       assert.isTrue(Exit.isFailure(yield* Fiber.await(transaction)))
-      assert.deepStrictEqual(yield* Fiber.join(writer), [[2]])
+      return yield* Fiber.join(waiting)
+    })
+
+  it.live("a transaction has the connection to itself until it ends", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE t (id INTEGER PRIMARY KEY)`
+      // Another fiber's read waits for the transaction rather than seeing its uncommitted row.
+      const rows = yield* whileTransactionOpen(sql<{ n: number }>`SELECT count(*) AS n FROM t`)
+      assert.strictEqual(rows[0]!.n, 0)
+    }).pipe(Effect.provide(threadLayer())))
+
+  it.live("a direct statement waits for another fiber's transaction and is not rolled back with it", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const direct = SqliteThread.directStatements(sql)
+      assert.isDefined(direct)
+      yield* direct!.rows(`CREATE TABLE t (id INTEGER PRIMARY KEY)`, [])
+      const written = yield* whileTransactionOpen(direct!.values(`INSERT INTO t (id) VALUES (?) RETURNING id`, [2]))
+      assert.deepStrictEqual(written, [[2]])
       assert.deepStrictEqual(yield* direct!.rows(`SELECT id FROM t ORDER BY id`, []), [{ id: 2 }])
       // Only the thread's own client has them.
       const file = freshSqliteFile("main")
