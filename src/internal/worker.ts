@@ -642,7 +642,8 @@ export const makeWorker = (
             Effect.zipRight(Effect.sleep(Duration.millis(wait)), Queue.offer(workAvailable, undefined))
           )
           yield* Queue.take(workAvailable)
-          yield* Fiber.interruptFork(timer)
+          // An idle worker's timer is what woke it: nothing to stop (interrupting forks a fiber).
+          if (timer.unsafePoll() === null) yield* Fiber.interruptFork(timer)
         }
       }
     })
