@@ -5,8 +5,9 @@
  * Rows come back with snake_case columns; times are epoch milliseconds (bigint in PostgreSQL,
  * integer in SQLite), so the store runs on Effect's `Clock` and `TestClock` drives it.
  */
+import { TransactionConnection } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import type { Effect, Scope, Stream } from "effect"
+import { Effect, Option, type Scope, type Stream } from "effect"
 import type { ClaimStamp } from "../../internal/localWorkers.js"
 import type { AttemptError, JobFilter, Lease } from "../../JobStore.js"
 
@@ -198,6 +199,19 @@ export interface Dialect {
  * n-th parameter (1-based) in the dialect's style. Column names are fixed here; values are
  * always parameters.
  */
+/**
+ * A statement on a store's own connection (`outside`), unless the caller is inside a `SqlClient`
+ * transaction: then only the client reaches the transaction's connection (`viaClient`).
+ */
+export const outsideTransaction = <A, E>(
+  viaClient: () => Effect.Effect<A, E>,
+  outside: () => Effect.Effect<A, E>
+): Effect.Effect<A, E> =>
+  Effect.flatMap(
+    Effect.serviceOption(TransactionConnection),
+    (transaction) => Option.isSome(transaction) ? viaClient() : outside()
+  )
+
 export const listQuery = (jobsTable: string, filter: JobFilter, placeholder: (n: number) => string) => {
   const where: Array<string> = []
   const params: Array<unknown> = []

@@ -3,11 +3,10 @@
  * `FOR UPDATE SKIP LOCKED`, and the inserting statements announce waiting jobs with NOTIFY.
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { TransactionConnection } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, Stream } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import { claimedColumns, claimedInsertParams, type Dialect, type InsertRow, type JobRow, listQuery, type Migration, type Signal, singleInsertParams } from "./dialect.js"
+import { claimedColumns, claimedInsertParams, type Dialect, type InsertRow, type JobRow, listQuery, type Migration, outsideTransaction, type Signal, singleInsertParams } from "./dialect.js"
 import { listenTo } from "./pgListener.js"
 import { PgPool, prepared } from "./pgPool.js"
 
@@ -144,10 +143,7 @@ export const makePgDialect = (schema: string) =>
           SqlError
         >
       if (pool === undefined) return viaClient()
-      return Effect.flatMap(
-        Effect.serviceOption(TransactionConnection),
-        (transaction) => Option.isSome(transaction) ? viaClient() : pool.query<A>(text, params, rowMode)
-      )
+      return outsideTransaction(viaClient, () => pool.query<A>(text, params, rowMode))
     }
 
     // Wake idle workers on every machine: an inserting statement sends one NOTIFY per queue of

@@ -5,9 +5,9 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { Effect, Option, Schedule } from "effect"
+import { Effect, Schedule } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import { claimedColumns, claimedInsertParams, type Dialect, type JobRow, listQuery, type Migration, singleInsertParams } from "./dialect.js"
+import { claimedColumns, claimedInsertParams, type Dialect, type JobRow, listQuery, type Migration, outsideTransaction, singleInsertParams } from "./dialect.js"
 import { directStatements } from "./sqliteThread.js"
 
 const waiting = `('available', 'scheduled', 'retryable')`
@@ -93,25 +93,16 @@ export const makeSqliteDialect = (prefix: string) =>
     const sql = yield* SqlClient.SqlClient
     const t = (table: string) => quote(`${prefix}${table}`)
     const jobs = t("jobs")
+    // Outside a transaction, straight on the thread's connection when the client has one.
     const direct = directStatements(sql)
-    /** Straight on the thread's connection when there is one, unless in a transaction. */
-    const outsideTransaction = <A>(viaClient: () => Effect.Effect<A, SqlError>, viaDirect: () => Effect.Effect<A, SqlError>) =>
-      direct === undefined
-        ? Effect.suspend(viaClient)
-        : Effect.flatMap(
-          Effect.serviceOption(SqlClient.TransactionConnection),
-          (transaction) => Option.isSome(transaction) ? viaClient() : viaDirect()
-        )
-    const q = <A extends object>(text: string, params: ReadonlyArray<unknown> = []) =>
-      retryBusy(outsideTransaction(
-        () => sql.unsafe<A>(text, params as Array<unknown>),
-        () => direct!.rows<A>(text, params)
-      ))
-    const values = (text: string, params: ReadonlyArray<unknown>) =>
-      retryBusy(outsideTransaction(
-        () => sql.unsafe(text, params as Array<unknown>).values,
-        () => direct!.values(text, params)
-      ))
+    const q = <A extends object>(text: string, params: ReadonlyArray<unknown> = []) => {
+      const viaClient = () => sql.unsafe<A>(text, params as Array<unknown>)
+      return retryBusy(direct === undefined ? viaClient() : outsideTransaction(viaClient, () => direct.rows<A>(text, params)))
+    }
+    const values = (text: string, params: ReadonlyArray<unknown>) => {
+      const viaClient = () => sql.unsafe(text, params as Array<unknown>).values
+      return retryBusy(direct === undefined ? viaClient() : outsideTransaction(viaClient, () => direct.values(text, params)))
+    }
 
     yield* q(`PRAGMA busy_timeout = 10000`)
     // WAL is on already (the client's default); NORMAL is durable across application crashes.

@@ -241,12 +241,9 @@ export const make = (options: SqliteThreadOptions): Effect.Effect<SqliteClient.S
     // Waits for the connection like any statement, so it never runs inside another fiber's transaction.
     const direct: DirectStatements = {
       rows: <A extends object>(sql: string, params: ReadonlyArray<unknown>) =>
-        semaphore.withPermits(1)(request(Op.rows, sql, params, execute)) as Effect.Effect<ReadonlyArray<A>, SqlError>,
+        whenFree(request(Op.rows, sql, params, execute) as Effect.Effect<ReadonlyArray<A>, SqlError>),
       values: (sql, params) =>
-        semaphore.withPermits(1)(request(Op.values, sql, params, execute)) as Effect.Effect<
-          ReadonlyArray<ReadonlyArray<unknown>>,
-          SqlError
-        >
+        whenFree(request(Op.values, sql, params, execute) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>)
     }
     // The sqlite-node service's shape, so code written against `SqliteClient` works unchanged.
     return Object.assign(client, {
