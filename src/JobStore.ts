@@ -294,8 +294,8 @@ export interface JobStoreShape {
    * Register a worker of this process for the scope. Jobs enqueued in this process to run now,
    * in one batch of one job name and queue, without unique keys and outside a transaction, while
    * the worker has a handler for them and room (see `LocalWorker.reserve`), are inserted already
-   * claimed by that worker (attempt 1, a lease, fencing token 1) and handed to it in memory: they
-   * start when the insert commits, without a wake-up and a claim round trip. Of a batch larger
+   * claimed by that worker (attempt 1, a lease and its fencing token) and handed to it in
+   * memory: they start when the insert commits, without a wake-up and a claim round trip. Of a batch larger
    * than the room, the jobs first in claim order (priority, run-at, position) are handed over and
    * the rest inserted as usual. Other workers are not woken for handed-over jobs.
    */

@@ -87,7 +87,8 @@ for (const database of databases) {
           const first = yield* finishedJobs(worker, 1)
           const id = yield* client.enqueue(Echo, { n: 1 }, { queue: "handoff" })
           const [handed] = yield* first
-          expect(handed!.job).toMatchObject({ id, attempt: 1, leaseToken: 1, workerId: worker.id })
+          expect(handed!.job).toMatchObject({ id, attempt: 1, workerId: worker.id })
+          expect(handed!.job.leaseToken).toBe(Option.getOrThrow(yield* store.get(id)).leaseToken)
           expect(handed!.outcome).toBe("Complete")
           expect(claims).toBe(claimsBefore)
 

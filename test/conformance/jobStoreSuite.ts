@@ -492,7 +492,6 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
             queue,
             state: "running",
             attempt: 1,
-            leaseToken: 1,
             workerId: "local-1",
             tenantId: "ws-1",
             metadata: { a: 1 },
@@ -503,7 +502,7 @@ export const jobStoreSuite = (name: string, storeLayer: Layer.Layer<JobStore, un
           expect(taken[0]).toEqual([yield* get(store, handed!.id)])
           expect(taken[0]![0]).toMatchObject(claimed)
           expect(yield* claimAll(store, queue)).toEqual([])
-          expect(yield* store.settle([Settlement.Complete({ id: handed!.id, token: 1, result: null })])).toEqual([true])
+          expect(yield* store.settle([Settlement.Complete({ ...leaseOf(taken[0]![0]!), result: null })])).toEqual([true])
 
           // A batch larger than the room: the jobs first by priority go, in claim order; the
           // rest wait for a claim, announced.

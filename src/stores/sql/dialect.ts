@@ -105,7 +105,8 @@ export const claimedInsertParams = (row: InsertRow, claim: ClaimStamp): Readonly
   row.run_at,
   claim.now,
   claim.leaseExpiresAt,
-  claim.workerId
+  claim.workerId,
+  claim.tokenStep
 ]
 
 /** A settlement, flattened for one batch statement. */

@@ -6,6 +6,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect, Option, Stream } from "effect"
 import type { JobFilter } from "../../JobStore.js"
+import { leaseTokenModulus } from "../../internal/localWorkers.js"
 import { claimedColumns, claimedInsertParams, type Dialect, type InsertRow, type JobRow, listQuery, type Migration, outsideTransaction, type Signal, singleInsertParams } from "./dialect.js"
 import { listenTo } from "./pgListener.js"
 import { PgPool, prepared } from "./pgPool.js"
@@ -213,9 +214,9 @@ export const makePgDialect = (schema: string) =>
     // answers its caller after `flushSql`, so what it reports stays durable. A batch waits for
     // the disk: the second statement cost a producer of batches of 100 a fifth of its rate.
     // attempt, attempted_at, lease_token, lease_expires_at, worker_id: $11 is now, $12 the lease's
-    // expiry, $13 the worker, in both statements.
-    const claimedValues = `CASE WHEN c.claimed THEN 1 ELSE 0 END, CASE WHEN c.claimed THEN $11::bigint END,
-       CASE WHEN c.claimed THEN 1 ELSE 0 END, CASE WHEN c.claimed THEN $12::bigint END,
+    // expiry, $13 the worker, in both statements; `token` the parameter of the lease token.
+    const claimedValues = (token: string) => `CASE WHEN c.claimed THEN 1 ELSE 0 END, CASE WHEN c.claimed THEN $11::bigint END,
+       CASE WHEN c.claimed THEN ${token}::int ELSE 0 END, CASE WHEN c.claimed THEN $12::bigint END,
        CASE WHEN c.claimed THEN $13::text END`
     const claimedInsertColumns = `name, queue, state, payload, priority, max_attempts, trigger, tenant_id, metadata,
       trace_context, enqueued_at, run_at, attempt, attempted_at, lease_token, lease_expires_at, worker_id`
@@ -226,7 +227,7 @@ export const makePgDialect = (schema: string) =>
       INSERT INTO ${jobs} (${claimedInsertColumns})
       SELECT $1::text, $2::text, CASE WHEN c.claimed THEN 'running' ELSE 'available' END, $3::text, $4::int, $5::int,
              $6::text, $7::text, $8::text, $9::text, $11::bigint, $10::bigint,
-             ${claimedValues}
+             ${claimedValues("$14")}
       FROM (SELECT NOT EXISTS (SELECT 1 FROM ${s}.queues q WHERE q.name = $2::text AND q.paused) AS claimed) AS c
       WHERE ${asyncCommit}
       RETURNING id::text, state`)
@@ -234,7 +235,7 @@ export const makePgDialect = (schema: string) =>
       INSERT INTO ${jobs} (${claimedInsertColumns})
       SELECT x.name, x.queue, CASE WHEN c.claimed THEN 'running' ELSE 'available' END, x.payload, x.priority,
              x.max_attempts, x.trigger, x.tenant_id, x.metadata, x.trace_context, $11::bigint, x.run_at,
-             ${claimedValues}
+             ${claimedValues("$16")}
       FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::text[],
                   $9::text[], $10::bigint[], $14::bool[]) WITH ORDINALITY
            AS x(name, queue, payload, priority, max_attempts, trigger, tenant_id, metadata, trace_context, run_at, picked, ord)
@@ -263,7 +264,8 @@ export const makePgDialect = (schema: string) =>
         ) j
       )
       UPDATE ${jobs} AS j
-      SET state = 'running', attempt = j.attempt + 1, attempted_at = $2::bigint, lease_token = j.lease_token + 1,
+      SET state = 'running', attempt = j.attempt + 1, attempted_at = $2::bigint,
+          lease_token = ((j.lease_token::bigint + $5::bigint) % ${leaseTokenModulus})::int,
           lease_expires_at = $3::bigint, worker_id = $4
       WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND ${asyncCommit}
       RETURNING ${claimedColumns.map((column) => `j.${column}`).join(", ")}`)
@@ -384,13 +386,20 @@ export const makePgDialect = (schema: string) =>
               claim.leaseExpiresAt,
               claim.workerId,
               picked,
-              picked.every(Boolean) ? [] : queuesOf(rows)
+              picked.every(Boolean) ? [] : queuesOf(rows),
+              claim.tokenStep
             ]).values,
             (rows) => ({ rows, durable: Effect.void })
           )
       },
-      claim: ({ leaseExpiresAt, now, queues, workerId }) =>
-        sql.unsafe(claimSql, [JSON.stringify(queues.map(({ limit, queue }) => ({ queue, lim: limit }))), now, leaseExpiresAt, workerId]).values,
+      claim: ({ leaseExpiresAt, now, queues, tokenStep, workerId }) =>
+        sql.unsafe(claimSql, [
+          JSON.stringify(queues.map(({ limit, queue }) => ({ queue, lim: limit }))),
+          now,
+          leaseExpiresAt,
+          workerId,
+          tokenStep
+        ]).values,
       nextRunAt: (queues, now) =>
         Effect.map(
           q<{ next: string | null }>(

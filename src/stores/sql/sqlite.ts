@@ -7,6 +7,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Schedule } from "effect"
 import type { JobFilter } from "../../JobStore.js"
+import { leaseTokenModulus } from "../../internal/localWorkers.js"
 import { claimedColumns, claimedInsertParams, type Dialect, type JobRow, listQuery, type Migration, outsideTransaction, singleInsertParams } from "./dialect.js"
 import { directStatements } from "./sqliteThread.js"
 
@@ -143,7 +144,7 @@ export const makeSqliteDialect = (prefix: string) =>
       SELECT name, queue, CASE WHEN claimed THEN 'running' ELSE 'available' END, payload, priority, max_attempts,
              trigger, tenant_id, metadata, trace_context, now, run_at,
              CASE WHEN claimed THEN 1 ELSE 0 END, CASE WHEN claimed THEN now END,
-             CASE WHEN claimed THEN 1 ELSE 0 END, CASE WHEN claimed THEN lease_expires_at END,
+             CASE WHEN claimed THEN lease_token ELSE 0 END, CASE WHEN claimed THEN lease_expires_at END,
              CASE WHEN claimed THEN worker_id END
       FROM (SELECT x.*, x.picked AND NOT EXISTS (SELECT 1 FROM ${t("queues")} q WHERE q.name = x.queue AND q.paused) AS claimed
             FROM (${source}) AS x)
@@ -152,18 +153,18 @@ export const makeSqliteDialect = (prefix: string) =>
     const insertClaimedOneSql = insertClaimedSql(`
       SELECT 0 AS ord, ? AS name, ? AS queue, ? AS payload, ? AS priority, ? AS max_attempts, ? AS trigger,
              ? AS tenant_id, ? AS metadata, ? AS trace_context, ? AS run_at, 1 AS picked, ? AS now,
-             ? AS lease_expires_at, ? AS worker_id`)
+             ? AS lease_expires_at, ? AS worker_id, ? AS lease_token`)
     const insertClaimedManySql = insertClaimedSql(`
       SELECT key AS ord, ${field("name")} AS name, ${field("queue")} AS queue, ${field("payload")} AS payload,
              ${field("priority")} AS priority, ${field("max_attempts")} AS max_attempts, ${field("trigger")} AS trigger,
              ${field("tenant_id")} AS tenant_id, ${field("metadata")} AS metadata,
              ${field("trace_context")} AS trace_context, ${field("run_at")} AS run_at, ${field("picked")} AS picked,
-             ? AS now, ? AS lease_expires_at, ? AS worker_id
+             ? AS now, ? AS lease_expires_at, ? AS worker_id, ? AS lease_token
       FROM json_each(?)`)
 
     const claimSql = `
-      UPDATE ${jobs} SET state = 'running', attempt = attempt + 1, attempted_at = ?, lease_token = lease_token + 1,
-                         lease_expires_at = ?, worker_id = ?
+      UPDATE ${jobs} SET state = 'running', attempt = attempt + 1, attempted_at = ?,
+                         lease_token = (lease_token + ?) % ${leaseTokenModulus}, lease_expires_at = ?, worker_id = ?
       WHERE id IN (
         SELECT id FROM ${jobs}
         WHERE queue = ? AND state IN ${waiting} AND run_at <= ?
@@ -262,14 +263,16 @@ export const makeSqliteDialect = (prefix: string) =>
               claim.now,
               claim.leaseExpiresAt,
               claim.workerId,
+              claim.tokenStep,
               JSON.stringify(rows.map((row, i) => ({ ...row, picked: picked[i] })))
             ]),
           (inserted) => ({ rows: inserted, durable: Effect.void })
         )
       },
-      claim: ({ leaseExpiresAt, now, queues, workerId }) =>
+      claim: ({ leaseExpiresAt, now, queues, tokenStep, workerId }) =>
         Effect.map(
-          Effect.forEach(queues, ({ limit, queue }) => values(claimSql, [now, leaseExpiresAt, workerId, queue, now, queue, limit])),
+          Effect.forEach(queues, ({ limit, queue }) =>
+            values(claimSql, [now, tokenStep, leaseExpiresAt, workerId, queue, now, queue, limit])),
           (batches) => batches.flat()
         ),
       nextRunAt: (queues, now) =>

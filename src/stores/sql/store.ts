@@ -18,7 +18,7 @@ import type {
   Settlement,
   Trigger
 } from "../../JobStore.js"
-import { type ClaimStamp, claimedRecord, type LocalClaim, makeLocalWorkers } from "../../internal/localWorkers.js"
+import { type ClaimStamp, claimedRecord, drawTokenStep, type LocalClaim, makeLocalWorkers } from "../../internal/localWorkers.js"
 import { type CompleteRow, type Dialect, type InsertRow, type JobRow, type SettleRow } from "./dialect.js"
 
 const num = (value: number | string | bigint | null): number | null => value === null ? null : Number(value)
@@ -218,29 +218,29 @@ export const makeSqlStore = (dialect: Dialect) =>
       local: LocalClaim,
       listenedBefore: boolean
     ) =>
-      Effect.suspend(() => {
+      Effect.flatMap(drawTokenStep, (tokenStep) => {
+        const stamp: ClaimStamp = { now: local.now, leaseExpiresAt: local.leaseExpiresAt, workerId: local.workerId, tokenStep }
         const picked = rows.map(() => false)
         for (const i of local.handed) picked[i] = true
-        return dialect.insertClaimed(rows, picked, local)
-      }).pipe(
-        Effect.onError(() => Effect.sync(() => local.reservation.cancel())),
-        Effect.flatMap(({ durable, rows: inserted }) => {
-          const results: Array<InsertResult> = inserted.map(([id]) => ({ id: String(id), inserted: true }))
-          const claimed = local.handed
-            .filter((i) => inserted[i]![1] === "running")
-            .map((i) => claimedRecord(jobs[i]!, results[i]!.id, local))
-          // The rest wait for a claim, all of them if the queue is paused.
-          const wakeForRest = claimed.length < jobs.length ? wakeForOwnWrite(listenedBefore, [jobs[0]!.queue]) : Effect.void
-          // The worker has its jobs first; the caller hears of them once they are on disk.
-          const answer = Effect.as(Effect.zipRight(wakeForRest, durable), results)
-          if (claimed.length === 0) {
-            local.reservation.cancel()
-            return answer
-          }
-          return Effect.zipRight(local.reservation.take(claimed), answer)
-        }),
-        Effect.uninterruptible
-      )
+        return dialect.insertClaimed(rows, picked, stamp).pipe(
+          Effect.onError(() => Effect.sync(() => local.reservation.cancel())),
+          Effect.flatMap(({ durable, rows: inserted }) => {
+            const results: Array<InsertResult> = inserted.map(([id]) => ({ id: String(id), inserted: true }))
+            const claimed = local.handed
+              .filter((i) => inserted[i]![1] === "running")
+              .map((i) => claimedRecord(jobs[i]!, results[i]!.id, stamp))
+            // The rest wait for a claim, all of them if the queue is paused.
+            const wakeForRest = claimed.length < jobs.length ? wakeForOwnWrite(listenedBefore, [jobs[0]!.queue]) : Effect.void
+            // The worker has its jobs first; the caller hears of them once they are on disk.
+            const answer = Effect.as(Effect.zipRight(wakeForRest, durable), results)
+            if (claimed.length === 0) {
+              local.reservation.cancel()
+              return answer
+            }
+            return Effect.zipRight(local.reservation.take(claimed), answer)
+          })
+        )
+      }).pipe(Effect.uninterruptible)
 
     const insert = (jobs: ReadonlyArray<JobInsert>): Effect.Effect<ReadonlyArray<InsertResult>, StoreError> =>
       jobs.length === 0 ? Effect.succeed([]) : Effect.mapError(
@@ -338,7 +338,8 @@ export const makeSqlStore = (dialect: Dialect) =>
             queues,
             now,
             leaseExpiresAt: now + Duration.toMillis(request.leaseDuration),
-            workerId: request.workerId
+            workerId: request.workerId,
+            tokenStep: yield* drawTokenStep
           }
           const rows = yield* dialect.claim(claim)
           if (rows.length > 0) {
