@@ -3,29 +3,15 @@
  * to one with room for them (`JobStoreShape.registerLocalWorker`). Shared by every store, so
  * they decide alike which jobs qualify and which of a batch are handed over.
  */
-import { Duration, Effect, Random, type Scope } from "effect"
+import { Duration, Effect, type Scope } from "effect"
 import type { JobInsert, JobRecord, LocalReservation, LocalWorker } from "../JobStore.js"
-
-/**
- * Lease tokens are drawn, not counted. On PostgreSQL a claim commits without waiting for the disk
- * (so does a single job's insert for a local worker), and SQLite in WAL mode can lose its last
- * commits to a power cut: a database crash can forget a claim whose worker already runs the job.
- * Counted up, the job's next claim would hand out that same token again, and the first worker's
- * settlement would still apply. Instead each claim adds a random step in [1, modulus) to the
- * job's token, modulo a prime that fits a 32-bit column: the new token always differs from the
- * job's last one, and from a forgotten one but by a 1 in 2^31 chance.
- */
-export const leaseTokenModulus = 2_147_483_647
-
-/** A claim's step for the lease tokens of the jobs it takes. */
-export const drawTokenStep = Random.nextIntBetween(1, leaseTokenModulus)
 
 /** What a claim at `now` sets on a job, whether by a claim or by an insert for a local worker. */
 export interface ClaimStamp {
   readonly now: number
   readonly leaseExpiresAt: number
   readonly workerId: string
-  /** Added to each job's lease token, modulo `leaseTokenModulus`; a new job's token is the step. */
+  /** Added to each job's lease token, modulo `leaseTokenModulus` (`leaseTokens.ts`); a new job's token is the step. */
   readonly tokenStep: number
 }
 

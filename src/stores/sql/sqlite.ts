@@ -7,7 +7,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { Effect, Schedule } from "effect"
 import type { JobFilter } from "../../JobStore.js"
-import { leaseTokenModulus } from "../../internal/localWorkers.js"
+import { leaseTokenModulus } from "../../internal/leaseTokens.js"
 import { claimedColumns, claimedInsertParams, type Dialect, type JobRow, listQuery, type Migration, outsideTransaction, singleInsertParams } from "./dialect.js"
 import { directStatements } from "./sqliteThread.js"
 

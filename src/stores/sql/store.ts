@@ -18,7 +18,8 @@ import type {
   Settlement,
   Trigger
 } from "../../JobStore.js"
-import { type ClaimStamp, claimedRecord, drawTokenStep, type LocalClaim, makeLocalWorkers } from "../../internal/localWorkers.js"
+import { drawTokenStep } from "../../internal/leaseTokens.js"
+import { type ClaimStamp, claimedRecord, type LocalClaim, makeLocalWorkers } from "../../internal/localWorkers.js"
 import { type CompleteRow, type Dialect, type InsertRow, type JobRow, type SettleRow } from "./dialect.js"
 
 const num = (value: number | string | bigint | null): number | null => value === null ? null : Number(value)
