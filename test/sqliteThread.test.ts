@@ -4,10 +4,11 @@ import * as Path from "node:path"
 import { SqlClient, SqlError } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer, Option } from "effect"
-import { StoreError } from "conveyor"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { JobStore, Settlement, SqlJobStore, StoreError } from "conveyor"
 import * as Sqlite from "conveyor/sqlite"
 import * as SqliteThread from "../src/stores/sql/sqliteThread.js"
+import { insertOf } from "./conformance/jobStoreSuite.js"
 import { freshSqliteFile, removeSqliteFile } from "./databases.js"
 
 /** The thread client on a fresh file, removed afterwards. */
@@ -110,6 +111,109 @@ describe("SQLite connection in a worker thread", () => {
       removeSqliteFile(file)
       assert.isUndefined(SqliteThread.directStatements(mainThread))
     }).pipe(Effect.provide(threadLayer())))
+
+  it.live("commits sync the disk (synchronous FULL) except a relaxed statement's (NORMAL)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const direct = SqliteThread.directStatements(sql)!
+      const synchronous = (relaxed?: boolean) =>
+        Effect.map(direct.values(`PRAGMA synchronous`, [], relaxed), (rows) => rows[0]![0])
+      assert.strictEqual(yield* synchronous(), 2)
+      assert.strictEqual(yield* synchronous(true), 1)
+      // The next statement that is not relaxed, the client's own included, syncs again.
+      assert.deepStrictEqual(yield* sql`PRAGMA synchronous`.values, [[2]])
+      assert.strictEqual(yield* synchronous(true), 1)
+      assert.strictEqual(yield* synchronous(false), 2)
+    }).pipe(Effect.provide(threadLayer())))
+
+  it.live("the store syncs its enqueues, relaxes the worker's bookkeeping, and syncs a handed-over job before answering", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const direct = SqliteThread.directStatements(sql)!
+      // What the store sends, seen on the client's direct statements, in order.
+      const sent: Array<{ readonly statement: string; readonly relaxed: boolean }> = []
+      const seen = (statement: string, relaxed: boolean | undefined) =>
+        sent.push({ statement: statement.trim().split(/\s+/).slice(0, 2).join(" "), relaxed: relaxed === true })
+      Object.assign(sql, {
+        [Symbol.for("conveyor/SqliteThread/direct")]: {
+          rows: (statement: string, params: ReadonlyArray<unknown>, relaxed?: boolean) => (
+            seen(statement, relaxed), direct.rows(statement, params, relaxed)
+          ),
+          values: (statement: string, params: ReadonlyArray<unknown>, relaxed?: boolean) => (
+            seen(statement, relaxed), direct.values(statement, params, relaxed)
+          ),
+          sync: Effect.tap(direct.sync, () => void seen("SYNCED", false))
+        }
+      })
+      const context = yield* Layer.build(SqlJobStore.layer())
+      const store = Context.get(context, JobStore)
+      assert.deepStrictEqual(yield* sql`PRAGMA synchronous`.values, [[2]])
+      sent.length = 0
+      yield* store.insert([insertOf("durable", { runAt: Date.now() })])
+      const { jobs } = yield* store.claim({ workerId: "w", queues: [{ queue: "durable", limit: 10 }], leaseDuration: Duration.seconds(30) })
+      yield* store.heartbeat(jobs.map((job) => ({ id: job.id, token: job.leaseToken })), Duration.seconds(30))
+      yield* store.settle(jobs.map((job) => Settlement.Complete({ id: job.id, token: job.leaseToken, result: null })))
+      yield* store.rescue
+      const inserts = sent.filter((s) => s.statement.startsWith("INSERT"))
+      const updates = sent.filter((s) => s.statement.startsWith("UPDATE"))
+      assert.strictEqual(inserts.length, 1)
+      assert.isFalse(inserts[0]!.relaxed)
+      // The claim, the heartbeat, the completion and the rescue.
+      assert.isAtLeast(updates.length, 4)
+      assert.isTrue(updates.every((s) => s.relaxed))
+
+      // A single job handed to a local worker: inserted relaxed, handed over, synced, answered.
+      const handed: Array<string> = []
+      yield* store.registerLocalWorker({
+        workerId: "local",
+        leaseDuration: Duration.seconds(30),
+        reserve: () => ({ count: 1, take: () => Effect.sync(() => void handed.push("TAKEN")), cancel: () => {} })
+      })
+      sent.length = 0
+      yield* store.insert([insertOf("durable", { runAt: Date.now() })])
+      seen("ANSWERED", false)
+      assert.deepStrictEqual(handed, ["TAKEN"])
+      assert.deepStrictEqual(sent, [
+        { statement: "INSERT INTO", relaxed: true },
+        { statement: "SYNCED", relaxed: false },
+        { statement: "ANSWERED", relaxed: false }
+      ])
+      // A batch commits synced.
+      sent.length = 0
+      yield* store.insert([insertOf("durable", { runAt: Date.now() }), insertOf("durable", { runAt: Date.now() })])
+      assert.deepStrictEqual(sent, [{ statement: "INSERT INTO", relaxed: false }])
+    }).pipe(Effect.scoped, Effect.provide(threadLayer())))
+
+  it.live("a sync answers on a file with WAL, without WAL, and in memory", () =>
+    Effect.gen(function*() {
+      for (const options of [{}, { disableWAL: true }]) {
+        const file = freshSqliteFile("sync")
+        const rows = yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`CREATE TABLE t (id INTEGER PRIMARY KEY)`
+          yield* SqliteThread.directStatements(sql)!.values(`INSERT INTO t (id) VALUES (1)`, [], true)
+          yield* SqliteThread.directStatements(sql)!.sync
+          return yield* sql`SELECT id FROM t`.values
+        }).pipe(Effect.provide(SqliteThread.layer({ filename: file, ...options })))
+        removeSqliteFile(file)
+        assert.deepStrictEqual(rows, [[1]])
+      }
+      const memory = yield* Effect.flatMap(SqlClient.SqlClient, (sql) => SqliteThread.directStatements(sql)!.sync).pipe(
+        Effect.provide(SqliteThread.layer({ filename: ":memory:" }))
+      )
+      assert.isUndefined(memory)
+    }))
+
+  it.live("a store on another client syncs every commit", () =>
+    Effect.gen(function*() {
+      const file = freshSqliteFile("main")
+      const synchronous = yield* Effect.gen(function*() {
+        yield* Layer.build(SqlJobStore.layer())
+        return yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`PRAGMA synchronous`.values)
+      }).pipe(Effect.scoped, Effect.provide(SqliteClient.layer({ filename: file })))
+      removeSqliteFile(file)
+      assert.deepStrictEqual(synchronous, [[2]])
+    }))
 
   it.live("reads large integers exactly when asked to, and answers raw values", () =>
     Effect.gen(function*() {

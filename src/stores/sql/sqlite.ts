@@ -96,18 +96,35 @@ export const makeSqliteDialect = (prefix: string) =>
     const jobs = t("jobs")
     // Outside a transaction, straight on the thread's connection when the client has one.
     const direct = directStatements(sql)
-    const q = <A extends object>(text: string, params: ReadonlyArray<unknown> = []) => {
-      const viaClient = () => sql.unsafe<A>(text, params as Array<unknown>)
-      return retryBusy(direct === undefined ? viaClient() : outsideTransaction(viaClient, () => direct.rows<A>(text, params)))
-    }
-    const values = (text: string, params: ReadonlyArray<unknown>) => {
-      const viaClient = () => sql.unsafe(text, params as Array<unknown>).values
-      return retryBusy(direct === undefined ? viaClient() : outsideTransaction(viaClient, () => direct.values(text, params)))
-    }
+    const statements = (relaxed: boolean) => ({
+      rows: <A extends object>(text: string, params: ReadonlyArray<unknown> = []) => {
+        const viaClient = () => sql.unsafe<A>(text, params as Array<unknown>)
+        return retryBusy(
+          direct === undefined ? viaClient() : outsideTransaction(viaClient, () => direct.rows<A>(text, params, relaxed))
+        )
+      },
+      values: (text: string, params: ReadonlyArray<unknown>) => {
+        const viaClient = () => sql.unsafe(text, params as Array<unknown>).values
+        return retryBusy(
+          direct === undefined ? viaClient() : outsideTransaction(viaClient, () => direct.values(text, params, relaxed))
+        )
+      }
+    })
+    const { rows: q, values } = statements(false)
+    /**
+     * On the thread's connection, commits that do not sync the disk (as on PostgreSQL): for the
+     * worker's own bookkeeping (claims, settlements, heartbeats, rescue, pruning), whose last
+     * moments a power cut may forget, which makes the affected jobs run again (and their leases'
+     * tokens are drawn, so a forgotten claim's worker cannot settle the next one), never loses
+     * one; and for a single job handed to a local worker, whose enqueue answers after a sync.
+     * With any other client they commit as everything else does.
+     */
+    const relaxed = statements(true)
 
     yield* q(`PRAGMA busy_timeout = 10000`)
-    // WAL is on already (the client's default); NORMAL is durable across application crashes.
-    yield* q(`PRAGMA synchronous = NORMAL`)
+    // WAL is on already (the client's default). FULL: a commit, an enqueue's say, is on disk
+    // when it answers, not only safe from a crash of the application (NORMAL).
+    yield* q(`PRAGMA synchronous = FULL`)
 
     const field = (name: string) => `json_extract(value, '$.${name}')`
 
@@ -253,9 +270,17 @@ export const makeSqliteDialect = (prefix: string) =>
            WHERE unique_key IN (SELECT value FROM json_each(?)) AND state IN ${active}`,
           [JSON.stringify(keys)]
         ),
-      // A commit here is as durable as it will be once answered.
+      // A single job commits without syncing the disk, so the worker starts it at once (the sync
+      // took 0.4-0.8 ms of the job's start after an idle moment, measured); its enqueue answers
+      // after the sync. A batch's commit syncs: the sync overlaps with the worker's work.
       insertClaimed: (rows, picked, claim) => {
         const [row] = rows
+        if (rows.length === 1 && row !== undefined && direct !== undefined) {
+          return Effect.map(
+            relaxed.values(insertClaimedOneSql, claimedInsertParams(row, claim)),
+            (inserted) => ({ rows: inserted, durable: direct.sync })
+          )
+        }
         return Effect.map(
           rows.length === 1 && row !== undefined
             ? values(insertClaimedOneSql, claimedInsertParams(row, claim))
@@ -272,12 +297,12 @@ export const makeSqliteDialect = (prefix: string) =>
       claim: ({ leaseExpiresAt, now, queues, tokenStep, workerId }) =>
         Effect.map(
           Effect.forEach(queues, ({ limit, queue }) =>
-            values(claimSql, [now, tokenStep, leaseExpiresAt, workerId, queue, now, queue, limit])),
+            relaxed.values(claimSql, [now, tokenStep, leaseExpiresAt, workerId, queue, now, queue, limit])),
           (batches) => batches.flat()
         ),
       nextRunAt: (queues, now) =>
         Effect.map(
-          q<{ next: number | null }>(
+          relaxed.rows<{ next: number | null }>(
             `SELECT min(run_at) AS next FROM ${jobs}
              WHERE queue IN (SELECT value FROM json_each(?)) AND state IN ${waiting} AND run_at > ?`,
             [JSON.stringify(queues), now]
@@ -286,17 +311,17 @@ export const makeSqliteDialect = (prefix: string) =>
         ),
       complete: (rows, now) =>
         Effect.map(
-          values(completeSql, [now, JSON.stringify(rows.map((row) => [Number(row.id), row.token, row.result]))]),
+          relaxed.values(completeSql, [now, JSON.stringify(rows.map((row) => [Number(row.id), row.token, row.result]))]),
           (applied) => staleLeases(rows, applied)
         ),
       completeAndDelete: (leases) =>
         Effect.map(
-          values(completeAndDeleteSql, [JSON.stringify(leases.map((lease) => [Number(lease.id), lease.token]))]),
+          relaxed.values(completeAndDeleteSql, [JSON.stringify(leases.map((lease) => [Number(lease.id), lease.token]))]),
           (applied) => staleLeases(leases, applied)
         ),
-      settle: (rows, now) => q(settleSql, [now, JSON.stringify(rows)]),
-      heartbeat: (leases, leaseExpiresAt) => q(heartbeatSql, [leaseExpiresAt, JSON.stringify(leases)]),
-      rescue: (now) => q(rescueSql, [now, now, now, now]),
+      settle: (rows, now) => relaxed.rows(settleSql, [now, JSON.stringify(rows)]),
+      heartbeat: (leases, leaseExpiresAt) => relaxed.rows(heartbeatSql, [leaseExpiresAt, JSON.stringify(leases)]),
+      rescue: (now) => relaxed.rows(rescueSql, [now, now, now, now]),
       get: (id) => q<JobRow>(`SELECT * FROM ${jobs} WHERE id = ?`, [id]),
       list,
       counts: q(`SELECT queue, state, count(*) AS count FROM ${jobs} GROUP BY queue, state`),
@@ -331,7 +356,7 @@ export const makeSqliteDialect = (prefix: string) =>
         ),
       prune: (before, limit) =>
         Effect.map(
-          q(
+          relaxed.rows(
             `DELETE FROM ${jobs} WHERE id IN (
                SELECT id FROM ${jobs} WHERE
                  (state = 'completed' AND finished_at < ?) OR (state = 'cancelled' AND finished_at < ?)

@@ -36,7 +36,8 @@ const Op = {
   export: 5,
   backup: 6,
   loadExtension: 7,
-  close: 8
+  close: 8,
+  sync: 9
 } as const
 type Op = typeof Op[keyof typeof Op]
 
@@ -47,8 +48,11 @@ type Op = typeof Op[keyof typeof Op]
  */
 const threadSource = `
 const { parentPort, workerData } = require("node:worker_threads")
+const fs = require("node:fs")
 const Database = require(workerData.driver)
 let db
+// The file whose sync makes the last commits durable (the WAL, in WAL mode), opened on first use.
+let syncFd
 const cache = new Map()
 const prepare = (sql) => {
   let statement = cache.get(sql)
@@ -62,15 +66,23 @@ const prepare = (sql) => {
 const fail = (id, error) => parentPort.postMessage([id, false, {
   name: error && error.name, message: error && error.message !== undefined ? error.message : String(error), code: error && error.code
 }])
-parentPort.on("message", ([id, op, sql, params, safeIntegers]) => {
+// Commits sync the disk (synchronous = FULL) but those of statements sent relaxed (NORMAL).
+// Set with exec each time: a prepared PRAGMA acts when prepared, and not reliably when run.
+let relaxed = false
+parentPort.on("message", ([id, op, sql, params, safeIntegers, relax]) => {
   try {
     let result
     switch (op) {
       case ${Op.open}:
         db = new Database(workerData.filename)
         if (workerData.wal) db.pragma("journal_mode = WAL")
+        db.exec("PRAGMA synchronous = FULL")
         break
       case ${Op.rows}: case ${Op.values}: case ${Op.run}: case ${Op.unprepared}: {
+        if (relax !== relaxed) {
+          relaxed = relax
+          db.exec(relax ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL")
+        }
         const statement = op === ${Op.unprepared} ? db.prepare(sql) : prepare(sql)
         statement.safeIntegers(safeIntegers)
         if (statement.reader) {
@@ -92,8 +104,16 @@ parentPort.on("message", ([id, op, sql, params, safeIntegers]) => {
         db.loadExtension(sql)
         cache.clear()
         break
+      case ${Op.sync}:
+        // What a commit with synchronous = FULL waits for: the WAL's frames on disk (the
+        // database file's pages, without WAL). A database in memory has nothing to sync.
+        if (db.memory) break
+        if (syncFd === undefined) syncFd = fs.openSync(workerData.wal ? db.name + "-wal" : db.name, "r")
+        fs.fsyncSync(syncFd)
+        break
       case ${Op.close}:
         cache.clear()
+        if (syncFd !== undefined) fs.closeSync(syncFd)
         if (db !== undefined) db.close()
         break
     }
@@ -111,10 +131,25 @@ type Reply = readonly [id: number, ok: boolean, value: unknown]
  * machinery (span, scope, compiler, connection effects): that machinery allocated about 60 KB
  * and took more time than the thread's own work per statement, measured, so an idle worker's
  * poll and a single enqueue paid mostly for it. Only outside a transaction: the caller checks.
+ *
+ * The connection's commits sync the disk before they answer (`synchronous = FULL`); a statement
+ * sent `relaxed` commits without the sync (`NORMAL`: safe across a crash of the application, not
+ * of the machine), for writes that may be forgotten by a power cut, or that `sync` makes durable
+ * later.
  */
 export interface DirectStatements {
-  readonly rows: <A extends object>(sql: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<A>, SqlError>
-  readonly values: (sql: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+  readonly rows: <A extends object>(
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    relaxed?: boolean
+  ) => Effect.Effect<ReadonlyArray<A>, SqlError>
+  readonly values: (
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    relaxed?: boolean
+  ) => Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+  /** Makes every commit so far durable, as if each had synced the disk. */
+  readonly sync: Effect.Effect<void, SqlError>
 }
 
 // Kept on the client object itself, so a store finds them only on the client it was given.
@@ -168,7 +203,7 @@ export const make = (options: SqliteThreadOptions): Effect.Effect<SqliteClient.S
     worker.on("exit", (code) => settleAll(new SqlError({ cause: code, message: `SQLite thread exited (${code})` })))
     worker.unref()
 
-    const request = (op: Op, sql: string, params: ReadonlyArray<unknown>, message: string) =>
+    const request = (op: Op, sql: string, params: ReadonlyArray<unknown>, message: string, relaxed = false) =>
       Effect.withFiberRuntime<unknown, SqlError>((fiber) => {
         const safeIntegers = Context.get(fiber.currentContext, Client.SafeIntegers)
         return Effect.async<unknown, SqlError>((resume) => {
@@ -181,7 +216,7 @@ export const make = (options: SqliteThreadOptions): Effect.Effect<SqliteClient.S
                 : Effect.fail(value instanceof SqlError ? value : new SqlError({ cause: rebuildError(value), message }))
             ))
           if (pending.size === 1) worker.ref()
-          worker.postMessage([id, op, sql, params, safeIntegers])
+          worker.postMessage([id, op, sql, params, safeIntegers, relaxed])
           // Interrupted: the statement still runs (and a transaction's rollback queues behind it);
           // only its answer is dropped.
           return Effect.sync(() => {
@@ -240,10 +275,14 @@ export const make = (options: SqliteThreadOptions): Effect.Effect<SqliteClient.S
     const whenFree = <A>(effect: Effect.Effect<A, SqlError>) => Effect.zipRight(acquirer, effect)
     // Waits for the connection like any statement, so it never runs inside another fiber's transaction.
     const direct: DirectStatements = {
-      rows: <A extends object>(sql: string, params: ReadonlyArray<unknown>) =>
-        whenFree(request(Op.rows, sql, params, execute) as Effect.Effect<ReadonlyArray<A>, SqlError>),
-      values: (sql, params) =>
-        whenFree(request(Op.values, sql, params, execute) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>)
+      rows: <A extends object>(sql: string, params: ReadonlyArray<unknown>, relaxed?: boolean) =>
+        whenFree(request(Op.rows, sql, params, execute, relaxed) as Effect.Effect<ReadonlyArray<A>, SqlError>),
+      values: (sql, params, relaxed) =>
+        whenFree(
+          request(Op.values, sql, params, execute, relaxed) as Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError>
+        ),
+      // No need to wait for the connection: a sync inside a transaction syncs what was committed.
+      sync: Effect.asVoid(request(Op.sync, "", [], "Failed to sync the database to disk"))
     }
     // The sqlite-node service's shape, so code written against `SqliteClient` works unchanged.
     return Object.assign(client, {
