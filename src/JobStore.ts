@@ -295,9 +295,9 @@ export interface JobStoreShape {
    * in one batch of one job name and queue, without unique keys and outside a transaction, while
    * the worker has a handler for them and room (see `LocalWorker.reserve`), are inserted already
    * claimed by that worker (attempt 1, a lease and its fencing token) and handed to it in
-   * memory: they start when the insert commits, without a wake-up and a claim round trip. Of a batch larger
-   * than the room, the jobs first in claim order (priority, run-at, position) are handed over and
-   * the rest inserted as usual. Other workers are not woken for handed-over jobs.
+   * memory: they start when the insert commits, without a wake-up and a claim round trip. Of a
+   * batch larger than the room, the jobs first in claim order (priority, run-at, position) are
+   * handed over and the rest inserted as usual. Other workers are not woken for handed-over jobs.
    */
   readonly registerLocalWorker: (worker: LocalWorker) => Effect.Effect<void, never, Scope.Scope>
 }

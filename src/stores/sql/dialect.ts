@@ -196,11 +196,6 @@ export interface Dialect {
 }
 
 /**
- * The `list` query's filter and paging as SQL and parameters, with `placeholder(n)` naming the
- * n-th parameter (1-based) in the dialect's style. Column names are fixed here; values are
- * always parameters.
- */
-/**
  * A statement on a store's own connection (`outside`), unless the caller is inside a `SqlClient`
  * transaction: then only the client reaches the transaction's connection (`viaClient`).
  */
@@ -213,6 +208,11 @@ export const outsideTransaction = <A, E>(
     (transaction) => Option.isSome(transaction) ? viaClient() : outside()
   )
 
+/**
+ * The `list` query's filter and paging as SQL and parameters, with `placeholder(n)` naming the
+ * n-th parameter (1-based) in the dialect's style. Column names are fixed here; values are
+ * always parameters.
+ */
 export const listQuery = (jobsTable: string, filter: JobFilter, placeholder: (n: number) => string) => {
   const where: Array<string> = []
   const params: Array<unknown> = []
